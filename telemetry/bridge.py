@@ -1,0 +1,165 @@
+"""The MQTT bridge: subscribe with QoS 1, hand batches to the ingest workers, acknowledge after commit.
+
+paho-mqtt 2 with manual acknowledgement: a message is acknowledged to the broker
+only once the worker has committed the batch that holds it. If the bridge, a
+worker or the database dies first, the broker keeps the message in the bridge's
+persistent session and delivers it again; storage keyed by (channel, time)
+makes the repeat harmless.
+"""
+
+import base64
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+from urllib.parse import unquote, urlparse
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue a week while the bridge is down
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def from_url(cls, url: str) -> "BrokerAddress":
+        parsed = urlparse(url)
+        if parsed.scheme not in {"mqtt", "tcp"}:
+            raise ValueError(f"MQTT_URL must look like mqtt://[user:password@]host:port, not {url!r}")
+        return cls(
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 1883,
+            username=unquote(parsed.username) if parsed.username else None,
+            password=unquote(parsed.password) if parsed.password else None,
+        )
+
+
+def make_client(broker: BrokerAddress, client_id: str, protocol: str, persistent: bool, manual_ack: bool = False) -> mqtt.Client:
+    """`persistent`: the broker keeps the session (subscriptions, unacknowledged messages) across disconnects."""
+    mqtt_protocol = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
+    kwargs = {} if mqtt_protocol == mqtt.MQTTv5 else {"clean_session": not persistent}
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt_protocol, manual_ack=manual_ack, **kwargs
+    )
+    if broker.username:
+        client.username_pw_set(broker.username, broker.password)
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    return client
+
+
+def connect(client: mqtt.Client, broker: BrokerAddress, protocol: str, persistent: bool, receive_maximum: int = 1000) -> None:
+    if protocol == "5":
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S if persistent else 0
+        properties.ReceiveMaximum = min(receive_maximum, 65_535)
+        client.connect(broker.host, broker.port, keepalive=30, clean_start=not persistent, properties=properties)
+    else:
+        client.connect(broker.host, broker.port, keepalive=30)
+
+
+def message_record(message: mqtt.MQTTMessage, received_at: datetime) -> dict:
+    """The JSON-safe form of a message that travels to the worker."""
+    record = {"topic": message.topic, "received_at": received_at.isoformat()}
+    try:
+        record["payload"] = message.payload.decode("utf-8")
+    except UnicodeDecodeError:
+        record["payload_b64"] = base64.b64encode(message.payload).decode("ascii")
+    return record
+
+
+class MqttBridge:
+    def __init__(
+        self,
+        broker_url: str,
+        client_id: str,
+        topics: list[str],
+        commit_batch: Callable[[list[dict]], dict],
+        protocol: str = "5",
+        batch_max_messages: int = 500,
+        batch_max_wait_s: float = 0.5,
+    ):
+        self.broker = BrokerAddress.from_url(broker_url)
+        self.topics = topics
+        self.protocol = protocol
+        self.commit_batch = commit_batch
+        self.batch_max_messages = batch_max_messages
+        self.batch_max_wait_s = batch_max_wait_s
+        # Each item: (connection generation, message, arrival time).
+        self._inbox: queue.Queue = queue.Queue()
+        self._generation = 0
+        self._connected = threading.Event()
+        self.client = make_client(self.broker, client_id, protocol, persistent=True, manual_ack=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.committed_messages = 0
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            log.error("MQTT connect refused: %s", reason_code)
+            return
+        self._generation += 1
+        log.info("connected to %s:%s (session present: %s)", self.broker.host, self.broker.port, flags.session_present)
+        client.subscribe([(topic, 1) for topic in self.topics])
+        self._connected.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        refused = [code for code in reason_codes if code.is_failure]
+        if refused:
+            log.error("subscription to %s refused: %s", self.topics, refused)
+        else:
+            log.info("subscribed to %s", ", ".join(self.topics))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self._connected.clear()
+        log.warning("disconnected from the broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, client, userdata, message):
+        self._inbox.put((self._generation, message, datetime.now(timezone.utc)))
+
+    def _next_batch(self, stop: threading.Event) -> list[tuple]:
+        batch = []
+        deadline = None
+        while len(batch) < self.batch_max_messages and not stop.is_set():
+            timeout = 0.2 if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                batch.append(self._inbox.get(timeout=timeout))
+            except queue.Empty:
+                if batch:
+                    break
+                continue
+            if deadline is None:
+                deadline = time.monotonic() + self.batch_max_wait_s
+        return batch
+
+    def run(self, stop: threading.Event) -> None:
+        connect(self.client, self.broker, self.protocol, persistent=True, receive_maximum=2 * self.batch_max_messages)
+        self.client.loop_start()
+        try:
+            while not stop.is_set():
+                batch = self._next_batch(stop)
+                if not batch:
+                    continue
+                self.commit_batch([message_record(message, at) for _, message, at in batch])
+                for generation, message, _ in batch:
+                    # A message received on an earlier connection is delivered again on
+                    # this one under its own id; acknowledging the old id could hit another message.
+                    if generation == self._generation:
+                        self.client.ack(message.mid, message.qos)
+                self.committed_messages += len(batch)
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()

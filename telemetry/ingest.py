@@ -1,0 +1,105 @@
+"""Store one batch of MQTT messages: decode, dead-letter what cannot be used, insert, roll up.
+
+The whole batch is one transaction. The bridge acknowledges the messages to the
+broker only after this returns, so a crash anywhere before the commit means the
+broker delivers them again, and the (channel, time) key makes that harmless.
+"""
+
+import base64
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+
+from assets.models import Channel, Device
+
+from .decoders import DecodeError, decode, device_identifier
+from .models import DeadLetter, Reading
+from .rollup import lock_channels, recompute_counter_buckets
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestResult:
+    messages: int = 0
+    readings: int = 0
+    dead_letters: int = 0
+
+    def as_dict(self) -> dict:
+        return {"messages": self.messages, "readings": self.readings, "dead_letters": self.dead_letters}
+
+
+def message_payload(message: dict) -> str | bytes:
+    if "payload_b64" in message:
+        return base64.b64decode(message["payload_b64"])
+    return message["payload"]
+
+
+def _device_from_topic(topic: str, devices: dict[str, Device | None]) -> Device | None:
+    # Topics name the device in one segment; the model's pattern confirms which one.
+    for segment in topic.split("/"):
+        if segment not in devices:
+            devices[segment] = (
+                Device.objects.select_related("device_model").prefetch_related("channels").filter(identifier=segment).first()
+            )
+        device = devices[segment]
+        if device and device_identifier(topic, device.device_model.parameter_map.get("topic", "")) == device.identifier:
+            return device
+    return None
+
+
+def ingest_messages(messages: list[dict]) -> IngestResult:
+    """`messages`: [{"topic": str, "payload": str (or "payload_b64"), "received_at": ISO 8601}]."""
+    result = IngestResult(messages=len(messages))
+    devices: dict[str, Device | None] = {}
+    readings: dict[tuple[int, datetime], Reading] = {}
+    dead_letters: list[DeadLetter] = []
+    counter_channel_ids: set[int] = set()
+
+    for message in messages:
+        topic = message["topic"]
+        received_at = datetime.fromisoformat(message["received_at"])
+
+        def dead_letter(reason: str) -> None:
+            raw = message.get("payload", message.get("payload_b64", ""))
+            dead_letters.append(DeadLetter(topic=topic, payload=raw, reason=reason, received_at=received_at))
+
+        device = _device_from_topic(topic, devices)
+        if device is None:
+            dead_letter("no registered device matches this topic")
+            continue
+        try:
+            decoded, problems = decode(message_payload(message), device.device_model.parameter_map)
+        except DecodeError as exc:
+            dead_letter(str(exc))
+            continue
+        channels = {(c.key, c.metric): c.id for c in device.channels.all()}
+        counter_channel_ids.update(c.id for c in device.channels.all() if c.metric == Channel.Metric.ENERGY)
+        for item in decoded:
+            channel_id = channels.get((item.channel_key, item.metric))
+            if channel_id is None:
+                problems.append(f"device {device.identifier} has no {item.metric} channel {item.channel_key!r}")
+                continue
+            readings[(channel_id, item.time)] = Reading(channel_id=channel_id, time=item.time, value=item.value)
+        if problems:
+            dead_letter("; ".join(problems))
+
+    # Energy buckets come from counter channels; power readings are stored as they are.
+    changed: dict[int, list[datetime]] = defaultdict(list)
+    for (channel_id, time) in readings:
+        if channel_id in counter_channel_ids:
+            changed[channel_id].append(time)
+
+    with transaction.atomic():
+        lock_channels({channel_id for channel_id, _ in readings})
+        Reading.objects.bulk_create(readings.values(), ignore_conflicts=True, batch_size=5_000)
+        DeadLetter.objects.bulk_create(dead_letters)
+        for channel_id, times in changed.items():
+            recompute_counter_buckets(channel_id, min(times), max(times))
+
+    result.readings = len(readings)
+    result.dead_letters = len(dead_letters)
+    return result

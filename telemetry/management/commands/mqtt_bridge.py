@@ -1,0 +1,59 @@
+import logging
+import signal
+import threading
+import time
+
+from celery.exceptions import TimeoutError as CeleryTimeout
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from telemetry.bridge import MqttBridge
+from telemetry.tasks import ingest_batch
+
+log = logging.getLogger("telemetry.bridge")
+
+
+def commit_through_worker(messages: list[dict]) -> dict:
+    """Send a batch to the ingest queue and wait until a worker has committed it.
+
+    A batch whose worker died, or that took too long, is sent again: storing a
+    batch twice changes nothing. Until it is committed, nothing is acknowledged.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        result = ingest_batch.apply_async(args=[messages])
+        try:
+            return result.get(timeout=settings.INGEST_BATCH_TIMEOUT_S, disable_sync_subtasks=False)
+        except CeleryTimeout:
+            log.warning("batch of %d messages not committed within %.0f s; sending it again", len(messages), settings.INGEST_BATCH_TIMEOUT_S)
+        except Exception as exc:  # the worker reported a failure (database down, ...)
+            delay = min(30, 2 ** min(attempt, 5))
+            log.warning("batch of %d messages failed (%s); retrying in %d s", len(messages), exc, delay)
+            time.sleep(delay)
+        finally:
+            result.forget()
+
+
+class Command(BaseCommand):
+    help = "Subscribe to device telemetry over MQTT and hand it to the ingest workers (one bridge process)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--client-id", default=settings.MQTT_CLIENT_ID)
+        parser.add_argument("--topic", action="append", dest="topics", help="repeatable; default MQTT_TOPICS")
+
+    def handle(self, *args, **options):
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        bridge = MqttBridge(
+            broker_url=settings.MQTT_URL,
+            client_id=options["client_id"],
+            topics=options["topics"] or settings.MQTT_TOPICS,
+            commit_batch=commit_through_worker,
+            protocol=settings.MQTT_PROTOCOL,
+            batch_max_messages=settings.INGEST_BATCH_MAX_MESSAGES,
+            batch_max_wait_s=settings.INGEST_BATCH_MAX_WAIT_S,
+        )
+        self.stdout.write(f"bridge {options['client_id']} -> {settings.MQTT_URL} topics {bridge.topics}")
+        bridge.run(stop)
