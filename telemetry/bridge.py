@@ -85,7 +85,7 @@ class MqttBridge:
         broker_url: str,
         client_id: str,
         topics: list[str],
-        commit_batch: Callable[[list[dict]], dict],
+        commit_batch: Callable[[list[dict], threading.Event], dict | None],
         protocol: str = "5",
         batch_max_messages: int = 500,
         batch_max_wait_s: float = 0.5,
@@ -153,7 +153,8 @@ class MqttBridge:
                 batch = self._next_batch(stop)
                 if not batch:
                     continue
-                self.commit_batch([message_record(message, at) for _, message, at in batch])
+                if self.commit_batch([message_record(message, at) for _, message, at in batch], stop) is None:
+                    break  # stopped before the commit: nothing acknowledged, the broker keeps the batch
                 for generation, message, _ in batch:
                     # A message received on an earlier connection is delivered again on
                     # this one under its own id; acknowledging the old id could hit another message.

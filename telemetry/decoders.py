@@ -97,11 +97,26 @@ def _lookup(payload: dict, dotted_path: str):
     return value
 
 
+def finite_number(raw) -> float | None:
+    """The value as a float, or None for anything that is not a finite number (null, text, bool, NaN, 1e999)."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        return None
+    try:
+        value = float(raw)
+    except OverflowError:  # a JSON integer too long for a float
+        return None
+    return value if math.isfinite(value) else None
+
+
 def parse_timestamp(raw, fmt: str) -> datetime:
     if fmt == "unix":
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+        seconds = finite_number(raw)
+        if seconds is None:
             raise DecodeError(f"timestamp {raw!r} is not a Unix time in seconds")
-        return datetime.fromtimestamp(raw, tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(seconds, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise DecodeError(f"timestamp {raw!r} is out of range") from exc
     if not isinstance(raw, str):
         raise DecodeError(f"timestamp {raw!r} is not an ISO 8601 string")
     try:
@@ -111,7 +126,10 @@ def parse_timestamp(raw, fmt: str) -> datetime:
     if parsed.tzinfo is None:
         # A wall-clock time without an offset is ambiguous at DST changes; refuse it.
         raise DecodeError(f"timestamp {raw!r} has no UTC offset")
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError as exc:
+        raise DecodeError(f"timestamp {raw!r} is out of range") from exc
 
 
 def decode(payload: str | bytes, parameter_map: dict) -> tuple[list[DecodedReading], list[str]]:
@@ -125,6 +143,8 @@ def decode(payload: str | bytes, parameter_map: dict) -> tuple[list[DecodedReadi
         document = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DecodeError(f"payload is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise DecodeError("payload is nested too deeply") from exc
     if not isinstance(document, dict):
         raise DecodeError("payload is not a JSON object")
     ts_spec = parameter_map["timestamp"]
@@ -145,9 +165,11 @@ def decode(payload: str | bytes, parameter_map: dict) -> tuple[list[DecodedReadi
             if spec is None:
                 problems.append(f"channel {channel_key!r}: unknown quantity {field!r}")
                 continue
-            if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
-                problems.append(f"channel {channel_key!r}: {field} = {raw!r} is not a finite number")
-                continue
             metric, factor = UNIT_CONVERSIONS[spec["unit"]]
-            readings.append(DecodedReading(channel_key, metric, time, float(raw) * factor))
+            number = finite_number(raw)
+            value = number * factor if number is not None else None
+            if value is None or not math.isfinite(value):  # checked after scaling too: 1e306 kWh overflows
+                problems.append(f"channel {channel_key!r}: {field} = {str(raw)[:40]} is not a finite number")
+                continue
+            readings.append(DecodedReading(channel_key, metric, time, value))
     return readings, problems

@@ -76,6 +76,10 @@ def ingest_messages(messages: list[dict]) -> IngestResult:
         except DecodeError as exc:
             dead_letter(str(exc))
             continue
+        except Exception as exc:  # a decoder fault must not fail the valid messages of the batch
+            log.exception("decoder failed on a message from %s", topic)
+            dead_letter(f"decoder error: {type(exc).__name__}: {exc}")
+            continue
         channels = {(c.key, c.metric): c.id for c in device.channels.all()}
         counter_channel_ids.update(c.id for c in device.channels.all() if c.metric == Channel.Metric.ENERGY)
         for item in decoded:
@@ -83,7 +87,8 @@ def ingest_messages(messages: list[dict]) -> IngestResult:
             if channel_id is None:
                 problems.append(f"device {device.identifier} has no {item.metric} channel {item.channel_key!r}")
                 continue
-            readings[(channel_id, item.time)] = Reading(channel_id=channel_id, time=item.time, value=item.value)
+            # One (channel, time) is one measurement: the first value stored stands, in a batch as across batches.
+            readings.setdefault((channel_id, item.time), Reading(channel_id=channel_id, time=item.time, value=item.value))
         if problems:
             dead_letter("; ".join(problems))
 

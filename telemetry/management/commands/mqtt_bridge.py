@@ -13,26 +13,33 @@ from telemetry.tasks import ingest_batch
 log = logging.getLogger("telemetry.bridge")
 
 
-def commit_through_worker(messages: list[dict]) -> dict:
+def commit_through_worker(messages: list[dict], stop: threading.Event) -> dict | None:
     """Send a batch to the ingest queue and wait until a worker has committed it.
 
     A batch whose worker died, or that took too long, is sent again: storing a
-    batch twice changes nothing. Until it is committed, nothing is acknowledged.
+    batch twice changes nothing. Until it is committed, nothing is acknowledged;
+    if the bridge is stopped first, it returns None and the broker keeps the messages.
     """
     attempt = 0
-    while True:
+    while not stop.is_set():
         attempt += 1
         result = ingest_batch.apply_async(args=[messages])
+        deadline = time.monotonic() + settings.INGEST_BATCH_TIMEOUT_S
         try:
-            return result.get(timeout=settings.INGEST_BATCH_TIMEOUT_S, disable_sync_subtasks=False)
-        except CeleryTimeout:
-            log.warning("batch of %d messages not committed within %.0f s; sending it again", len(messages), settings.INGEST_BATCH_TIMEOUT_S)
+            while not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    return result.get(timeout=1.0, disable_sync_subtasks=False)
+                except CeleryTimeout:
+                    continue
+            if not stop.is_set():
+                log.warning("batch of %d messages not committed within %.0f s; sending it again", len(messages), settings.INGEST_BATCH_TIMEOUT_S)
         except Exception as exc:  # the worker reported a failure (database down, ...)
             delay = min(30, 2 ** min(attempt, 5))
             log.warning("batch of %d messages failed (%s); retrying in %d s", len(messages), exc, delay)
-            time.sleep(delay)
+            stop.wait(delay)
         finally:
             result.forget()
+    return None
 
 
 class Command(BaseCommand):

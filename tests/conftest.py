@@ -1,0 +1,84 @@
+"""Test services: the machine's PostgreSQL and Redis, and a Mosquitto of our own.
+
+The tests start their own Mosquitto from deploy/mosquitto.conf on a free port:
+the system broker's default max_queued_messages (1000) silently drops QoS 1
+messages to a slow subscriber, which would make the loss tests meaningless.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+# Tests use their own Redis database so a developer's running worker never takes a test batch.
+os.environ.setdefault("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
+
+
+class Mosquitto:
+    def __init__(self, workdir: Path):
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(binary).exists():
+            pytest.fail("mosquitto is not installed (apt-get install mosquitto); .ci/run installs it")
+        self.binary = binary
+        self.port = free_port()
+        self.config = workdir / "mosquitto.conf"
+        template = (ROOT / "deploy" / "mosquitto.conf").read_text()
+        self.config.write_text(template.replace("listener 18830 127.0.0.1", f"listener {self.port} 127.0.0.1"))
+        self.log = workdir / "mosquitto.log"
+        self.process = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory):
+    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    import redis
+
+    url = os.environ["TEST_REDIS_URL"]
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"Redis is not reachable at {url}: {exc}")
+    return url
