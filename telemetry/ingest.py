@@ -16,8 +16,9 @@ from django.db import transaction
 from assets.models import Channel, Device
 
 from .decoders import DecodeError, decode, device_identifier
-from .models import DeadLetter, Reading
+from .models import DeadLetter
 from .rollup import lock_channels, recompute_counter_buckets
+from .storage import insert_readings
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def ingest_messages(messages: list[dict]) -> IngestResult:
     """`messages`: [{"topic": str, "payload": str (or "payload_b64"), "received_at": ISO 8601}]."""
     result = IngestResult(messages=len(messages))
     devices: dict[str, Device | None] = {}
-    readings: dict[tuple[int, datetime], Reading] = {}
+    readings: dict[tuple[int, datetime], float] = {}
     dead_letters: list[DeadLetter] = []
     counter_channel_ids: set[int] = set()
 
@@ -88,7 +89,7 @@ def ingest_messages(messages: list[dict]) -> IngestResult:
                 problems.append(f"device {device.identifier} has no {item.metric} channel {item.channel_key!r}")
                 continue
             # One (channel, time) is one measurement: the first value stored stands, in a batch as across batches.
-            readings.setdefault((channel_id, item.time), Reading(channel_id=channel_id, time=item.time, value=item.value))
+            readings.setdefault((channel_id, item.time), item.value)
         if problems:
             dead_letter("; ".join(problems))
 
@@ -100,7 +101,7 @@ def ingest_messages(messages: list[dict]) -> IngestResult:
 
     with transaction.atomic():
         lock_channels({channel_id for channel_id, _ in readings})
-        Reading.objects.bulk_create(readings.values(), ignore_conflicts=True, batch_size=5_000)
+        insert_readings([(channel_id, time, value) for (channel_id, time), value in readings.items()])
         DeadLetter.objects.bulk_create(dead_letters)
         for channel_id, times in changed.items():
             recompute_counter_buckets(channel_id, min(times), max(times))

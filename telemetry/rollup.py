@@ -9,7 +9,8 @@ from datetime import datetime
 from django.db import connection
 
 from .energy import Sample, bucket_ceil, bucket_floor, counter_intervals, spread_into_buckets
-from .models import EnergyBucket, Reading
+from .models import Reading
+from .storage import replace_buckets
 
 # Namespace of the PostgreSQL advisory locks that serialise writers of one channel.
 CHANNEL_LOCK_NAMESPACE = 7_101
@@ -48,10 +49,9 @@ def recompute_counter_buckets(channel_id: int, changed_from: datetime, changed_t
 
     totals = spread_into_buckets(counter_intervals(samples))
     rows = [
-        EnergyBucket(channel_id=channel_id, start=start, energy_wh=total.energy_wh, covered_seconds=total.covered_seconds)
-        for start, total in totals.items()
+        (start, total.energy_wh, total.covered_seconds)
+        for start, total in sorted(totals.items())
         if first_bucket <= start < end_bucket
     ]
-    EnergyBucket.objects.filter(channel_id=channel_id, start__gte=first_bucket, start__lt=end_bucket).delete()
-    EnergyBucket.objects.bulk_create(rows)
+    replace_buckets(channel_id, first_bucket, end_bucket, rows)
     return len(rows)

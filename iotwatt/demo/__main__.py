@@ -94,6 +94,8 @@ def main() -> None:
     args = parser.parse_args()
 
     os.chdir(BASE_DIR)
+    # A plain `kill` stops the demo like Ctrl-C: the worker, bridge and embedded servers go with it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     STATE_DIR.mkdir(exist_ok=True)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "iotwatt.settings")
     os.environ.setdefault("DEBUG", "1")  # the development server serves the admin's static files only in debug
