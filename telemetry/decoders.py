@@ -10,9 +10,13 @@ A parameter map is a JSON object. The native IotWatt format:
       "channels_path": "channels",
       "quantities": {
         "energy_kwh": {"metric": "energy", "unit": "kWh"},
-        "power_w": {"metric": "power", "unit": "W"}
+        "power_w": {"metric": "power", "unit": "W"},
+        "energy_raw": {"metric": "energy", "unit": "Wh", "scale": 0.1}
       }
     }
+
+Each quantity's value is multiplied by its optional `scale` (a raw register in
+0.1 Wh steps has scale 0.1) and then converted from `unit` to the base unit.
 
 and the payload it reads, many channels per message:
 
@@ -76,6 +80,9 @@ def validate_parameter_map(parameter_map: dict) -> None:
             raise ParameterMapError(f"quantities.{field}.unit must be one of {sorted(UNIT_CONVERSIONS)}, not {unit!r}.")
         if spec.get("metric") != UNIT_CONVERSIONS[unit][0]:
             raise ParameterMapError(f"quantities.{field}: unit {unit} measures {UNIT_CONVERSIONS[unit][0]}, not {spec.get('metric')!r}.")
+        scale = spec.get("scale", 1)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale == 0:
+            raise ParameterMapError(f"quantities.{field}.scale must be a non-zero number, not {scale!r}.")
 
 
 def topic_regex(topic_pattern: str) -> re.Pattern:
@@ -165,7 +172,8 @@ def decode(payload: str | bytes, parameter_map: dict) -> tuple[list[DecodedReadi
             if spec is None:
                 problems.append(f"channel {channel_key!r}: unknown quantity {field!r}")
                 continue
-            metric, factor = UNIT_CONVERSIONS[spec["unit"]]
+            metric, unit_factor = UNIT_CONVERSIONS[spec["unit"]]
+            factor = spec.get("scale", 1) * unit_factor
             number = finite_number(raw)
             value = number * factor if number is not None else None
             if value is None or not math.isfinite(value):  # checked after scaling too: 1e306 kWh overflows

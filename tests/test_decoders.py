@@ -305,3 +305,18 @@ def test_topic_pattern_characters_are_literal():
     # "+" and "." are regex syntax; in a pattern they must match only themselves.
     assert device_identifier("a.b+/dev1/x", "a.b+/{device}/x") == "dev1"
     assert device_identifier("aXbb/dev1/x", "a.b+/{device}/x") is None
+
+
+def test_a_quantity_scale_applies_before_the_unit_conversion():
+    parameter_map = map_with(quantities={"register": {"metric": "energy", "unit": "kWh", "scale": 0.1}})
+
+    readings, problems = decode(native({"a": {"register": 12345}}), parameter_map)
+
+    assert problems == []
+    assert readings[0].value == pytest.approx(1_234_500.0)
+
+
+@pytest.mark.parametrize("scale", [0, "10", None, float("nan"), True])
+def test_a_scale_that_is_not_a_non_zero_number_is_refused(scale):
+    with pytest.raises(ParameterMapError, match="scale"):
+        validate_parameter_map(map_with(quantities={"register": {"metric": "energy", "unit": "Wh", "scale": scale}}))
