@@ -19,8 +19,8 @@ class SiteAdmin(admin.ModelAdmin):
 
 @admin.register(Asset)
 class AssetAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "parent", "site"]
-    list_filter = ["site", "kind"]
+    list_display = ["name", "asset_type", "parent", "site"]
+    list_filter = ["site", "asset_type"]
     search_fields = ["name"]
     raw_id_fields = ["parent"]
 

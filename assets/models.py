@@ -2,8 +2,13 @@
 
 import zoneinfo
 
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
+from tree_queries.models import TreeNode
+
+from .attributes import EMPTY_SCHEMA, AttributeSchemaError, attribute_errors, check_schema, with_defaults
 
 
 def validate_timezone(name: str) -> None:
@@ -17,6 +22,25 @@ class Organisation(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class Membership(models.Model):
+    """A user's role in one organisation; users see only their organisations' objects."""
+
+    class Role(models.TextChoices):
+        VIEWER = "viewer", "Viewer (read only)"
+        OPERATOR = "operator", "Operator (reads and writes assets, devices and channels)"
+        ADMIN = "admin", "Admin (operator, and manages the organisation)"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+
+    class Meta:
+        unique_together = [("user", "organisation")]
+
+    def __str__(self):
+        return f"{self.user} — {self.organisation} ({self.role})"
 
 
 class Site(models.Model):
@@ -36,20 +60,83 @@ class Site(models.Model):
         super().save(*args, **kwargs)
 
 
-class Asset(models.Model):
-    """A node of a site's tree: building, panel, circuit, load..."""
+def empty_attribute_schema() -> dict:
+    return dict(EMPTY_SCHEMA)
 
-    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="assets")
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+
+class AssetType(models.Model):
+    """A kind of asset, defined as data: where it may sit in the tree and which attributes it has."""
+
+    key = models.SlugField(unique=True)
     name = models.CharField(max_length=200)
-    kind = models.CharField(max_length=64, help_text="building, panel, circuit, load, ...")
+    organisation = models.ForeignKey(
+        Organisation, null=True, blank=True, on_delete=models.CASCADE, related_name="asset_types",
+        help_text="Empty for the standard types every organisation shares",
+    )
+    description = models.TextField(blank=True)
+    can_be_root = models.BooleanField(default=False, help_text="May stand at the top of a site's tree")
+    allowed_parents = models.ManyToManyField(
+        "self", symmetrical=False, blank=True, related_name="allowed_children", help_text="Types this type may sit under"
+    )
+    attribute_schema = models.JSONField(
+        default=empty_attribute_schema,
+        help_text='JSON Schema of the attributes; a property may carry "unit" and "default".',
+    )
+
+    class Meta:
+        ordering = ["name"]
 
     def __str__(self):
         return self.name
 
     def clean(self):
-        if self.parent_id and self.parent.site_id != self.site_id:
-            raise ValidationError({"parent": "The parent belongs to another site."})
+        try:
+            check_schema(self.attribute_schema)
+        except AttributeSchemaError as exc:
+            raise ValidationError({"attribute_schema": str(exc)}) from exc
+
+
+class Asset(TreeNode):
+    """A node of a site's tree: building, panel, circuit, load..."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="assets")
+    asset_type = models.ForeignKey(AssetType, on_delete=models.PROTECT, related_name="assets")
+    name = models.CharField(max_length=200)
+    attributes = models.JSONField(default=dict, blank=True)
+    tags = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["site", "parent"])]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        super().clean()  # refuses a cycle
+        errors = {}
+        if self.parent_id:
+            parent = self.parent
+            if parent.site_id != self.site_id:
+                errors["parent"] = "The parent belongs to another site."
+            elif self.asset_type_id and not self.asset_type.allowed_parents.filter(pk=parent.asset_type_id).exists():
+                errors["parent"] = f"A {self.asset_type} cannot sit under a {parent.asset_type}."
+        elif self.asset_type_id and not self.asset_type.can_be_root:
+            errors["parent"] = f"A {self.asset_type} needs a parent."
+        if self.asset_type_id:
+            self.attributes = with_defaults(self.asset_type.attribute_schema, self.attributes)
+            problems = attribute_errors(self.asset_type.attribute_schema, self.attributes)
+            if problems:
+                errors["attributes"] = [f"{path or 'attributes'}: {'; '.join(messages)}" for path, messages in problems.items()]
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args, **kwargs):
+        """Every save keeps the tree valid: the site's row lock serialises moves, so two
+        concurrent moves cannot build a cycle that neither would alone."""
+        with transaction.atomic():
+            Site.objects.select_for_update().filter(pk=self.site_id).exists()
+            self.clean()
+            super().save(*args, **kwargs)
 
 
 class DeviceModel(models.Model):
@@ -61,6 +148,10 @@ class DeviceModel(models.Model):
 
     key = models.SlugField(unique=True)
     name = models.CharField(max_length=200)
+    organisation = models.ForeignKey(
+        Organisation, null=True, blank=True, on_delete=models.CASCADE, related_name="device_models",
+        help_text="Empty for the built-in models every organisation shares",
+    )
     manufacturer = models.CharField(max_length=200, blank=True)
     parameter_map = models.JSONField(default=dict)
 
@@ -90,6 +181,14 @@ class Device(models.Model):
 class Channel(models.Model):
     """One measured quantity of one asset, as one device reports it."""
 
+    class Role(models.TextChoices):
+        # How the channel adds up in an asset's energy; see assets/energy_rollup.py.
+        MAIN = "main", "Main (site or panel incomer)"
+        SUB_METER = "sub_meter", "Sub-meter"
+        GENERATION = "generation", "Generation"
+        EXPORT = "export", "Export"
+        STORAGE = "storage", "Storage"
+
     class Metric(models.TextChoices):
         ENERGY = "energy", "Energy, cumulative counter (Wh)"
         POWER = "power", "Active power (W)"
@@ -99,6 +198,7 @@ class Channel(models.Model):
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="channels")
     key = models.CharField(max_length=128, help_text="The channel's name in the device's payload")
     metric = models.CharField(max_length=32, choices=Metric.choices)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.SUB_METER)
     asset = models.ForeignKey(Asset, null=True, blank=True, on_delete=models.SET_NULL, related_name="channels")
     name = models.CharField(max_length=200, blank=True)
 

@@ -3,7 +3,7 @@
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from assets.models import Asset, Channel, Device, DeviceModel, Organisation, Site
+from assets.models import Asset, AssetType, Channel, Device, DeviceModel, Organisation, Site
 from telemetry.parameter_maps import IOTWATT_NATIVE
 
 from .opsd import DEVICE_IDENTIFIER
@@ -11,15 +11,27 @@ from .opsd import DEVICE_IDENTIFIER
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-energy-2016"
 
-# channel key -> (asset name, asset kind); grid import is the house's main meter.
+# channel key -> (asset name, asset type, channel role, parent). The grid import meter is
+# the main panel's incomer and the appliances below it are sub-metered; PV is generation.
+# The heat pump has its own grid supply and meter (a heat-pump tariff, usual in Germany),
+# so it is a main meter beside the panel, not a sub-meter inside it.
 CIRCUITS = {
-    "grid_import": ("Grid connection", "circuit"),
-    "pv": ("PV inverter", "pv_inverter"),
-    "heat_pump": ("Heat pump", "hvac"),
-    "dishwasher": ("Dishwasher", "load"),
-    "washing_machine": ("Washing machine", "load"),
-    "freezer": ("Freezer", "load"),
+    "grid_import": ("Main panel", "electrical_panel", Channel.Role.MAIN, "house"),
+    "pv": ("PV inverter", "pv_inverter", Channel.Role.GENERATION, "panel"),
+    "heat_pump": ("Heat pump", "hvac_unit", Channel.Role.MAIN, "house"),
+    "dishwasher": ("Dishwasher", "generic_load", Channel.Role.SUB_METER, "panel"),
+    "washing_machine": ("Washing machine", "generic_load", Channel.Role.SUB_METER, "panel"),
+    "freezer": ("Freezer", "generic_load", Channel.Role.SUB_METER, "panel"),
 }
+
+
+def _asset(site: Site, parent: Asset | None, name: str, type_key: str, **attributes) -> Asset:
+    asset = Asset.objects.filter(site=site, name=name, parent=parent).first()
+    if asset is None:
+        asset = Asset(site=site, parent=parent, name=name, asset_type=AssetType.objects.get(key=type_key), attributes=attributes)
+        asset.full_clean()  # allowed parent, attributes valid, defaults filled in
+        asset.save()
+    return asset
 
 
 @transaction.atomic
@@ -29,8 +41,9 @@ def create_demo_household(channel_keys: list[str]) -> Site:
     site, _ = Site.objects.get_or_create(
         organisation=organisation, name="Konstanz household", defaults={"timezone": "Europe/Berlin"}
     )
-    house, _ = Asset.objects.get_or_create(site=site, name="House", parent=None, defaults={"kind": "building"})
-    panel, _ = Asset.objects.get_or_create(site=site, name="Main panel", parent=house, defaults={"kind": "panel"})
+    root = _asset(site, None, site.name, "site", address="Konstanz, Germany")
+    house = _asset(site, root, "House", "building", use="residential")
+    panel = _asset(site, house, "Main panel", "electrical_panel", voltage_v=400, phases=3)
     model, _ = DeviceModel.objects.update_or_create(
         key="iotwatt-native",
         defaults={"name": "IotWatt native meter", "manufacturer": "IotWatt", "parameter_map": IOTWATT_NATIVE},
@@ -39,10 +52,13 @@ def create_demo_household(channel_keys: list[str]) -> Site:
         identifier=DEVICE_IDENTIFIER, defaults={"site": site, "device_model": model, "name": "Household meter"}
     )
     for key in channel_keys:
-        asset_name, kind = CIRCUITS.get(key, (key.replace("_", " ").capitalize(), "load"))
-        asset, _ = Asset.objects.get_or_create(site=site, name=asset_name, parent=panel, defaults={"kind": kind})
-        Channel.objects.get_or_create(
-            device=device, key=key, metric=Channel.Metric.ENERGY, defaults={"asset": asset, "name": asset_name}
+        asset_name, type_key, role, parent = CIRCUITS.get(
+            key, (key.replace("_", " ").capitalize(), "generic_load", Channel.Role.SUB_METER, "panel")
+        )
+        asset = _asset(site, {"house": house, "panel": panel}[parent], asset_name, type_key)
+        Channel.objects.update_or_create(
+            device=device, key=key, metric=Channel.Metric.ENERGY,
+            defaults={"asset": asset, "role": role, "name": key.replace("_", " ").capitalize()},
         )
     user_model = get_user_model()
     if not user_model.objects.filter(username=DEMO_USERNAME).exists():
