@@ -6,7 +6,8 @@ Plain Python: takes the subtree's parent links and its channels' roles, returns 
 - A sub-meter under a main meter is already inside that main's figure: it is shown,
   not added. A sub-meter with no main above it (within the subtree) is added.
 - A main under another main (a sub-panel's incomer) is, for the outer main, one of its sub-meters.
-- Unmetered = a main's energy minus its direct sub-meters (nested mains and the sub-meters not below one).
+- Unmetered = a main's energy minus its direct sub-meters (nested mains and the sub-meters not below one),
+  for a main whose asset feeds other assets.
 - Generation, export and storage are kept apart from consumption.
 """
 
@@ -32,7 +33,12 @@ class MeteringPlan:
 
 
 def metering_plan(root_id: int, parent_of: dict[int, int | None], channels: list[MeteredChannel]) -> MeteringPlan:
-    """`parent_of` maps every asset of the subtree rooted at `root_id` to its parent."""
+    """`parent_of` maps every asset of the subtree rooted at `root_id` to its parent.
+
+    A main meter on an asset with nothing below it (a heat pump on its own supply)
+    measures that asset itself: it has no unmetered remainder.
+    """
+    feeds_others = {parent for asset, parent in parent_of.items() if asset != root_id and parent is not None}
     mains_on: dict[int, list[int]] = {}
     for channel in channels:
         if channel.role == MAIN:
@@ -60,15 +66,20 @@ def metering_plan(root_id: int, parent_of: dict[int, int | None], channels: list
             plan.export.append(channel.channel_id)
         elif channel.role == STORAGE:
             plan.storage.append(channel.channel_id)
-        elif channel.role in (MAIN, SUB_METER):
-            if channel.role == MAIN:
+        elif channel.role == MAIN:
+            if channel.asset_id in feeds_others:
                 plan.unmetered.setdefault(channel.channel_id, [])
-                # Two mains on one asset are two incomers side by side, not nested.
-                above = covering_main(channel.asset_id, include_self=False)
-            else:
-                above = covering_main(channel.asset_id, include_self=True)
-            if above is None:
-                plan.consumption.append(channel.channel_id)
-            else:
-                plan.unmetered.setdefault(above, []).append(channel.channel_id)
+            # A main above this one (two mains on one asset are side by side, not nested).
+            above = covering_main(channel.asset_id, include_self=False)
+            _count(plan, channel.channel_id, above)
+        elif channel.role == SUB_METER:
+            _count(plan, channel.channel_id, covering_main(channel.asset_id, include_self=True))
     return plan
+
+
+def _count(plan: MeteringPlan, channel_id: int, covering_main: int | None) -> None:
+    """Add the channel to consumption, or, under a main, to that main's sub-meters."""
+    if covering_main is None:
+        plan.consumption.append(channel_id)
+    else:
+        plan.unmetered.setdefault(covering_main, []).append(channel_id)

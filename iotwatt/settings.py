@@ -98,7 +98,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "300"))}
-CELERY_TASK_ROUTES = {"telemetry.tasks.ingest_batch": {"queue": "ingest"}}
+# The queue the bridge sends batches to; workers take it with `-Q`. Separate test runs use their own.
+INGEST_QUEUE = os.environ.get("INGEST_QUEUE", "ingest")
+CELERY_TASK_ROUTES = {"telemetry.tasks.ingest_batch": {"queue": INGEST_QUEUE}}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 

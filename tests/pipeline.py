@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from django.db import connection
@@ -74,11 +75,13 @@ class Pipeline:
             # A batch lost with a killed worker is sent again after this long.
             INGEST_BATCH_TIMEOUT_S="10",
             DATABASE_CONN_MAX_AGE="0",
+            # A queue of this pipeline's own: another test run's worker on the same Redis never takes its batches.
+            INGEST_QUEUE=f"ingest-test-{uuid.uuid4().hex[:12]}",
         )
         self.mqtt_url = mqtt_url
         self.worker = ManagedProcess(
             "worker",
-            [sys.executable, "-m", "celery", "-A", "iotwatt", "worker", "-Q", "ingest", "-c", "2",
+            [sys.executable, "-m", "celery", "-A", "iotwatt", "worker", "-Q", env["INGEST_QUEUE"], "-c", "2",
              "--without-gossip", "--without-mingle", "--loglevel", "INFO", "-n", f"test-{client_id}@%h"],
             env, workdir / "worker.log", "ready.",
         )

@@ -13,7 +13,8 @@ from telemetry.models import Reading
 from .opsd_expected import daily_mismatches
 from .pipeline import Pipeline, wait_until
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
+# serialized_rollback: the standard asset types the migrations made are back for the tests after this one.
+pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
 def test_sigkill_of_bridge_and_worker_mid_replay_loses_nothing_and_counts_nothing_twice(mosquitto, redis_url, tmp_path):

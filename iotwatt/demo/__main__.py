@@ -121,7 +121,7 @@ def main() -> None:
         step("Starting a Celery worker and the MQTT bridge")
         processes["worker"] = start_process(
             "worker",
-            [sys.executable, "-m", "celery", "-A", "iotwatt", "worker", "-Q", "ingest", "--concurrency", "2", "--loglevel", "INFO"],
+            [sys.executable, "-m", "celery", "-A", "iotwatt", "worker", "-Q", os.environ.get("INGEST_QUEUE", "ingest"), "--concurrency", "2", "--loglevel", "INFO"],
         )
         processes["bridge"] = start_process("bridge", [sys.executable, "manage.py", "mqtt_bridge", "--client-id", "iotwatt-demo-bridge"])
         wait_for_log_line(*processes["worker"], "ready.", timeout_s=60)

@@ -23,14 +23,14 @@ def commit_through_worker(messages: list[dict], stop: threading.Event) -> dict |
     attempt = 0
     while not stop.is_set():
         attempt += 1
-        result = ingest_batch.apply_async(args=[messages])
+        result = ingest_batch.apply_async(args=[messages], queue=settings.INGEST_QUEUE)
         deadline = time.monotonic() + settings.INGEST_BATCH_TIMEOUT_S
         try:
             while not stop.is_set() and time.monotonic() < deadline:
                 try:
                     return result.get(timeout=1.0, disable_sync_subtasks=False)
                 except CeleryTimeout:
-                    continue
+                    continue  # one-second slices, so a stop is seen promptly
             if not stop.is_set():
                 log.warning("batch of %d messages not committed within %.0f s; sending it again", len(messages), settings.INGEST_BATCH_TIMEOUT_S)
         except Exception as exc:  # the worker reported a failure (database down, ...)
