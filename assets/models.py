@@ -112,11 +112,14 @@ class Asset(TreeNode):
         return self.name
 
     def clean(self):
-        super().clean()  # refuses a cycle
+        from .tree import ancestor_ids  # the tree queries need this module's models
+
         errors = {}
         if self.parent_id:
             parent = self.parent
-            if parent.site_id != self.site_id:
+            if self.pk and (self.parent_id == self.pk or self.pk in ancestor_ids(self.parent_id)):
+                errors["parent"] = "An asset cannot be moved under itself or one of its own descendants."
+            elif parent.site_id != self.site_id:
                 errors["parent"] = "The parent belongs to another site."
             elif self.asset_type_id and not self.asset_type.allowed_parents.filter(pk=parent.asset_type_id).exists():
                 errors["parent"] = f"A {self.asset_type} cannot sit under a {parent.asset_type}."

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from assets.metering import MeteredChannel, metering_plan
 from assets.models import Asset, Channel
+from assets.tree import subtree_parents
 
 from .localtime import energy_by_local_period
 
@@ -22,8 +23,7 @@ class AssetPeriodEnergy:
 
 
 def asset_energy(asset: Asset, period: str) -> list[AssetPeriodEnergy]:
-    subtree = Asset.objects.descendants(asset, include_self=True).tree_filter(site=asset.site_id)
-    parent_of = dict(subtree.values_list("id", "parent_id"))
+    parent_of = subtree_parents(asset.id)
     channels = [
         MeteredChannel(channel_id, asset_id, role)
         for channel_id, asset_id, role in Channel.objects.filter(
