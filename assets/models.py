@@ -115,6 +115,10 @@ class Asset(TreeNode):
         from .tree import ancestor_ids  # the tree queries need this module's models
 
         errors = {}
+        if self.pk and self.site_id and Asset.objects.filter(pk=self.pk).exclude(site_id=self.site_id).exists():
+            errors["site"] = "An asset stays in its site; create it again in the other site instead."
+        if self.asset_type_id and self.site_id and self.asset_type.organisation_id not in (None, self.site.organisation_id):
+            errors["asset_type"] = "This asset type belongs to another organisation."
         if self.parent_id:
             parent = self.parent
             if self.pk and (self.parent_id == self.pk or self.pk in ancestor_ids(self.parent_id)):
@@ -180,12 +184,16 @@ class Device(models.Model):
     def __str__(self):
         return self.name or self.identifier
 
+    def clean(self):
+        if self.device_model_id and self.site_id and self.device_model.organisation_id not in (None, self.site.organisation_id):
+            raise ValidationError({"device_model": "This device model belongs to another organisation."})
+
 
 class Channel(models.Model):
     """One measured quantity of one asset, as one device reports it."""
 
     class Role(models.TextChoices):
-        # How the channel adds up in an asset's energy; see assets/energy_rollup.py.
+        # How the channel adds up in an asset's energy; see assets/metering.py.
         MAIN = "main", "Main (site or panel incomer)"
         SUB_METER = "sub_meter", "Sub-meter"
         GENERATION = "generation", "Generation"
@@ -210,6 +218,10 @@ class Channel(models.Model):
 
     def __str__(self):
         return self.name or f"{self.device} {self.key} {self.metric}"
+
+    def clean(self):
+        if self.asset_id and self.device_id and self.asset.site_id != self.device.site_id:
+            raise ValidationError({"asset": "The asset is on another site than the device."})
 
     @property
     def unit(self) -> str:

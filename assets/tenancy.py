@@ -23,6 +23,12 @@ ORGANISATION_PATH = {
 }
 SHARED_CATALOGUES = {AssetType, DeviceModel}
 WRITER_ROLES = {Membership.Role.OPERATOR, Membership.Role.ADMIN}
+# The organisation itself and who belongs to it are managed by its admins only.
+ADMIN_ONLY = {Organisation, Membership}
+
+
+def writer_roles(model) -> set[str]:
+    return {Membership.Role.ADMIN} if model in ADMIN_ONLY else WRITER_ROLES
 
 
 def organisation_ids(user, roles=None) -> set[int]:
@@ -46,14 +52,15 @@ def visible(queryset: QuerySet, user) -> QuerySet:
 
 
 def writable(queryset: QuerySet, user) -> QuerySet:
-    """The objects of `queryset` the user may change (operators and admins of their organisation)."""
+    """The objects of `queryset` the user may change (operators and admins; admins only for the organisation and its members)."""
     if user.is_superuser:
         return queryset
     path = ORGANISATION_PATH[queryset.model]
-    return queryset.filter(**{f"{path}__in": organisation_ids(user, WRITER_ROLES)})
+    return queryset.filter(**{f"{path}__in": organisation_ids(user, writer_roles(queryset.model))})
 
 
-def can_write_in(user, organisation_id: int | None) -> bool:
+def can_write_in(user, organisation_id: int | None, model=None) -> bool:
+    """May the user create or change objects (of `model`, if given) in this organisation?"""
     if user.is_superuser:
         return True
-    return organisation_id is not None and organisation_id in organisation_ids(user, WRITER_ROLES)
+    return organisation_id is not None and organisation_id in organisation_ids(user, writer_roles(model))

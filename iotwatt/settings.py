@@ -1,9 +1,11 @@
 """IotWatt settings. Everything an operator changes comes from environment variables."""
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -28,7 +30,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
     "django_celery_beat",
+    "import_export",
     "assets",
     "telemetry",
     "control",
@@ -85,7 +91,34 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 REST_FRAMEWORK = {
+    # Token first: an anonymous request is answered 401 with "WWW-Authenticate: Token".
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Pagination is set on the API's viewsets (assets.views.Pagination: 50 a page, ?page_size= up to 500):
+    # a DEFAULT_PAGINATION_CLASS in assets would be imported while DRF's generics are being defined.
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "IotWatt API",
+    "DESCRIPTION": "Organisations, sites, the asset tree, devices, channels and energy per local period. "
+    "Authenticate with a token (POST /api/auth/token/, then `Authorization: Token <key>`) or a session.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Separate request and response components, so read-only fields never appear as inputs.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "MembershipRoleEnum": "assets.models.Membership.Role",
+        "ChannelRoleEnum": "assets.models.Channel.Role",
+        "PeriodEnum": ["hour", "day", "month"],
+    },
 }
 
 # Celery: Redis is both the broker and the result backend. The MQTT bridge waits
@@ -108,11 +141,18 @@ CELERY_TIMEZONE = "UTC"
 MQTT_URL = os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883")
 # "5" for MQTT v5 (Mosquitto), "3.1.1" for brokers without v5 (the embedded demo broker).
 MQTT_PROTOCOL = os.environ.get("MQTT_PROTOCOL", "5")
+if MQTT_PROTOCOL not in {"5", "3.1.1"}:
+    raise ImproperlyConfigured(f'MQTT_PROTOCOL must be "5" or "3.1.1", not {MQTT_PROTOCOL!r}')
 MQTT_CLIENT_ID = os.environ.get("MQTT_CLIENT_ID", "iotwatt-bridge-1")
 MQTT_TOPICS = [t for t in os.environ.get("MQTT_TOPICS", "iotwatt/+/telemetry").split(",") if t]
 # Messages per ingest batch, and how long the bridge waits to fill one.
 INGEST_BATCH_MAX_MESSAGES = int(os.environ.get("INGEST_BATCH_MAX_MESSAGES", "500"))
 INGEST_BATCH_MAX_WAIT_S = float(os.environ.get("INGEST_BATCH_MAX_WAIT_S", "0.5"))
+# Readings stamped later than arrival + this, or before the horizon, are dead letters (device clock faults).
+INGEST_MAX_FUTURE_S = float(os.environ.get("INGEST_MAX_FUTURE_S", "3600"))
+INGEST_OLDEST = datetime.fromisoformat(os.environ.get("INGEST_OLDEST", "2000-01-01T00:00:00+00:00"))
+if INGEST_OLDEST.tzinfo is None:
+    raise ImproperlyConfigured("INGEST_OLDEST needs a UTC offset, e.g. 2000-01-01T00:00:00+00:00")
 # How long the bridge waits for a batch to be committed before it sends it again.
 INGEST_BATCH_TIMEOUT_S = float(os.environ.get("INGEST_BATCH_TIMEOUT_S", "60"))
 

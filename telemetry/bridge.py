@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 from urllib.parse import unquote, urlparse
@@ -31,7 +31,11 @@ class BrokerAddress:
     host: str
     port: int
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
+
+    def __str__(self) -> str:
+        """For logs: never the password."""
+        return f"mqtt://{self.username + '@' if self.username else ''}{self.host}:{self.port}"
 
     @classmethod
     def from_url(cls, url: str) -> "BrokerAddress":
@@ -145,8 +149,22 @@ class MqttBridge:
                 deadline = time.monotonic() + self.batch_max_wait_s
         return batch
 
+    def _connect_with_backoff(self, stop: threading.Event) -> None:
+        """Wait for the broker at start-up too (paho's own reconnect only covers a lost connection)."""
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                connect(self.client, self.broker, self.protocol, persistent=True, receive_maximum=2 * self.batch_max_messages)
+                return
+            except OSError as exc:
+                log.warning("broker %s:%s not reachable (%s); trying again in %.0f s", self.broker.host, self.broker.port, exc, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+
     def run(self, stop: threading.Event) -> None:
-        connect(self.client, self.broker, self.protocol, persistent=True, receive_maximum=2 * self.batch_max_messages)
+        self._connect_with_backoff(stop)
+        if stop.is_set():
+            return
         self.client.loop_start()
         try:
             while not stop.is_set():

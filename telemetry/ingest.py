@@ -9,9 +9,10 @@ import base64
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.conf import settings
+from django.db import DataError, IntegrityError, transaction
 
 from assets.models import Channel, Device
 
@@ -52,8 +53,53 @@ def _device_from_topic(topic: str, devices: dict[str, Device | None]) -> Device 
     return None
 
 
+def storable_text(text: str) -> str:
+    """PostgreSQL text cannot hold NUL: keep it visible as an escape instead of failing the batch."""
+    return text.replace("\x00", "\\x00")
+
+
+def plausible_time_problem(time: datetime, received_at: datetime) -> str | None:
+    """A reading far in the future or before the horizon is a device clock fault, not data."""
+    if time > received_at + timedelta(seconds=settings.INGEST_MAX_FUTURE_S):
+        return f"timestamp {time.isoformat()} is more than {settings.INGEST_MAX_FUTURE_S:.0f} s after the message arrived"
+    if time < settings.INGEST_OLDEST:
+        return f"timestamp {time.isoformat()} is before the horizon {settings.INGEST_OLDEST.isoformat()}"
+    return None
+
+
 def ingest_messages(messages: list[dict]) -> IngestResult:
-    """`messages`: [{"topic": str, "payload": str (or "payload_b64"), "received_at": ISO 8601}]."""
+    """`messages`: [{"topic": str, "payload": str (or "payload_b64"), "received_at": ISO 8601}].
+
+    If the database refuses the batch because of what one message holds, the
+    messages are stored one by one, and the one the database refuses becomes a
+    dead letter with the database's reason: one bad message never blocks the rest.
+    """
+    try:
+        return _ingest(messages)
+    except (DataError, IntegrityError) as exc:
+        if len(messages) == 1:
+            log.warning("message on %s refused by the database: %s", messages[0].get("topic"), exc)
+            return _dead_letter_alone(messages[0], f"refused by the database: {exc}")
+        log.warning("batch of %d refused by the database (%s); storing its messages one by one", len(messages), exc)
+        total = IngestResult(messages=len(messages))
+        for message in messages:
+            one = ingest_messages([message])
+            total.readings += one.readings
+            total.dead_letters += one.dead_letters
+        return total
+
+
+def _dead_letter_alone(message: dict, reason: str) -> IngestResult:
+    DeadLetter.objects.create(
+        topic=storable_text(message["topic"]),
+        payload=storable_text(message.get("payload", message.get("payload_b64", ""))),
+        reason=storable_text(reason),
+        received_at=datetime.fromisoformat(message["received_at"]),
+    )
+    return IngestResult(messages=1, dead_letters=1)
+
+
+def _ingest(messages: list[dict]) -> IngestResult:
     result = IngestResult(messages=len(messages))
     devices: dict[str, Device | None] = {}
     readings: dict[tuple[int, datetime], float] = {}
@@ -66,7 +112,9 @@ def ingest_messages(messages: list[dict]) -> IngestResult:
 
         def dead_letter(reason: str) -> None:
             raw = message.get("payload", message.get("payload_b64", ""))
-            dead_letters.append(DeadLetter(topic=topic, payload=raw, reason=reason, received_at=received_at))
+            dead_letters.append(
+                DeadLetter(topic=storable_text(topic), payload=storable_text(raw), reason=storable_text(reason), received_at=received_at)
+            )
 
         device = _device_from_topic(topic, devices)
         if device is None:
@@ -87,6 +135,10 @@ def ingest_messages(messages: list[dict]) -> IngestResult:
             channel_id = channels.get((item.channel_key, item.metric))
             if channel_id is None:
                 problems.append(f"device {device.identifier} has no {item.metric} channel {item.channel_key!r}")
+                continue
+            time_problem = plausible_time_problem(item.time, received_at)
+            if time_problem:
+                problems.append(f"channel {item.channel_key!r}: {time_problem}")
                 continue
             # One (channel, time) is one measurement: the first value stored stands, in a batch as across batches.
             readings.setdefault((channel_id, item.time), item.value)

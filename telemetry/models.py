@@ -34,7 +34,7 @@ class EnergyBucket(models.Model):
 class DeadLetter(models.Model):
     """A message, or part of one, that could not be stored as readings, kept whole with the reason."""
 
-    topic = models.CharField(max_length=512)
+    topic = models.TextField()  # as it came: a hostile topic of any length is kept, not refused
     payload = models.TextField()
     reason = models.TextField()
     received_at = models.DateTimeField()

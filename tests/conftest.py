@@ -37,7 +37,7 @@ def wait_for_port(port: int, timeout_s: float = 10) -> None:
 
 
 class Mosquitto:
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, start: bool = True):
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             pytest.fail("mosquitto is not installed (apt-get install mosquitto); .ci/run installs it")
@@ -48,7 +48,8 @@ class Mosquitto:
         self.config.write_text(template.replace("listener 18830 127.0.0.1", f"listener {self.port} 127.0.0.1"))
         self.log = workdir / "mosquitto.log"
         self.process = None
-        self.start()
+        if start:
+            self.start()
 
     @property
     def url(self) -> str:

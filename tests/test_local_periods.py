@@ -572,3 +572,20 @@ def test_a_message_that_makes_the_decoder_raise_does_not_stop_the_batch():
 
     assert Reading.objects.filter(channel=channel).count() == 2
     assert DeadLetter.objects.count() == 1
+
+
+def test_the_energy_table_prints_both_hours_of_the_dst_fall_back_day():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    channel = make_channel("Europe/Berlin")
+    # Hourly readings across 2016-10-30 (25 local hours), 1 kWh an hour.
+    feed(hourly_readings(datetime(2016, 10, 29, 22, tzinfo=UTC), 26, 100.0, 1.0))
+    out = StringIO()
+
+    call_command("energy_table", str(channel.device.site_id), "--period", "hour", stdout=out)
+
+    rows = [line for line in out.getvalue().splitlines() if line.startswith("2016-10-30")]
+    assert len(rows) == 25
+    assert [r.split()[1] for r in rows if " 02:00" in r] == ["02:00+0200", "02:00+0100"]

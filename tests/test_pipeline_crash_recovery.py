@@ -47,3 +47,24 @@ def test_sigkill_of_bridge_and_worker_mid_replay_loses_nothing_and_counts_nothin
     checked, mismatches = daily_mismatches(channels)
     assert checked == 365 * 6
     assert mismatches == []
+
+
+def test_a_bridge_started_before_its_broker_waits_for_it_and_then_ingests(redis_url, tmp_path):
+    from .conftest import Mosquitto
+
+    site = create_demo_household(channel_keys())
+    rows = read_rows()[:50]
+    late_broker = Mosquitto(tmp_path, start=False)
+    pipeline = Pipeline(tmp_path, late_broker.url, redis_url, client_id="iotwatt-late-broker-bridge")
+    pipeline.worker.start()
+    pipeline.bridge.ready_text = "not reachable"
+    try:
+        pipeline.bridge.start()  # up, and saying it waits for the broker
+        late_broker.start()
+        wait_until(lambda: "subscribed to" in pipeline.bridge.log_path.read_text(), 60, "the bridge to subscribe")
+        publish_all(late_broker.url, "5", telemetry_messages(rows), "late-meter", False)
+        expected = sum(len(row.kwh) for row in rows)
+        wait_until(lambda: Reading.objects.filter(channel__device__site=site).count() == expected, 120, f"{expected} readings")
+    finally:
+        pipeline.stop()
+        late_broker.stop()

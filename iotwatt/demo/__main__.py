@@ -10,6 +10,7 @@ so a machine with only Python can run it.
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -87,6 +88,15 @@ def wait_for_readings(channel_ids: list[int], expected: int, stall_timeout_s: fl
         time.sleep(0.5)
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m iotwatt.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--no-serve", action="store_true", help="stop after printing the tables instead of serving the admin")
@@ -94,6 +104,8 @@ def main() -> None:
     args = parser.parse_args()
 
     os.chdir(BASE_DIR)
+    if not args.no_serve and not port_is_free(args.port):
+        sys.exit(f"error: port {args.port} is taken; run `DEMO_PORT=8001 make demo` (or python -m iotwatt.demo --port 8001)")
     # A plain `kill` stops the demo like Ctrl-C: the worker, bridge and embedded servers go with it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     STATE_DIR.mkdir(exist_ok=True)
@@ -107,6 +119,7 @@ def main() -> None:
 
         django.setup()
         from assets.models import Channel
+        from telemetry.models import Reading
 
         from .household import DEMO_PASSWORD, DEMO_USERNAME, create_demo_household
         from .opsd import DATA_FILE, channel_keys, read_rows, telemetry_messages
@@ -133,6 +146,9 @@ def main() -> None:
         step(f"Replaying {DATA_FILE.name}: {len(messages):,} hourly messages, {expected:,} counter readings")
         started = time.monotonic()
         publish_all(os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883"), os.environ.get("MQTT_PROTOCOL", "5"), messages, "iotwatt-demo-meter")
+        already = Reading.objects.filter(channel_id__in=channel_ids).count()
+        if already:
+            print(f"  {already:,} readings are stored from an earlier run: repeated messages change nothing")
         wait_for_readings(channel_ids, expected, stall_timeout_s=120, processes=processes)
         print(f"  replayed in {time.monotonic() - started:.1f} s")
 
@@ -141,7 +157,11 @@ def main() -> None:
         if args.no_serve:
             return
         step(f"Admin at http://127.0.0.1:{args.port}/admin/  login: {DEMO_USERNAME} / {DEMO_PASSWORD}  (Ctrl-C stops the demo)")
-        call_command("runserver", f"127.0.0.1:{args.port}", use_reloader=False)
+        # A child process: runserver leaves with os._exit on errors, which would skip the cleanup below.
+        processes["admin"] = start_process("admin", [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{args.port}"])
+        server, log_path = processes["admin"]
+        if server.wait() != 0:
+            sys.exit(f"error: the admin server stopped; see {log_path}")
     except KeyboardInterrupt:
         pass
     finally:

@@ -1,4 +1,5 @@
 from collections import defaultdict
+from datetime import timezone
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -27,19 +28,25 @@ class Command(BaseCommand):
             self.print_table(site, channels, period)
 
     def print_table(self, site, channels, period):
+        # Keyed by the UTC instant: aware datetimes in one zone compare by wall time, so the
+        # two 02:00 hours of a DST change would otherwise fall into one row.
         rows = defaultdict(dict)
         coverage = defaultdict(list)
+        starts = {}
         for item in energy_by_local_period([c.id for c in channels], site.timezone, period):
-            rows[item.start][item.channel_id] = item.energy_wh / 1000
-            coverage[item.start].append(item.coverage)
+            instant = item.start.astimezone(timezone.utc)
+            starts[instant] = item.start
+            rows[instant][item.channel_id] = item.energy_wh / 1000
+            coverage[instant].append(item.coverage)
         label_width = len(FORMATS[period].replace("%Y", "0000").replace("%a", "Mon").replace("%z", "+0000")) + 2
         headers = [c.key for c in channels]
         widths = [max(10, len(h)) for h in headers]
         self.stdout.write(f"\nEnergy per local {period}, kWh — {site} ({site.timezone})")
         self.stdout.write(" " * label_width + "  ".join(h.rjust(w) for h, w in zip(headers, widths)) + "  coverage")
-        for start in sorted(rows):
+        for instant in sorted(rows):
             cells = [
-                (f"{rows[start][c.id]:.3f}" if c.id in rows[start] else "—").rjust(w) for c, w in zip(channels, widths)
+                (f"{rows[instant][c.id]:.3f}" if c.id in rows[instant] else "—").rjust(w) for c, w in zip(channels, widths)
             ]
-            share = min(coverage[start])
-            self.stdout.write(start.strftime(FORMATS[period]).ljust(label_width) + "  ".join(cells) + f"  {share:7.1%}")
+            share = min(coverage[instant])
+            label = starts[instant].strftime(FORMATS[period])
+            self.stdout.write(label.ljust(label_width) + "  ".join(cells) + f"  {share:7.1%}")

@@ -62,5 +62,5 @@ class Command(BaseCommand):
             batch_max_messages=settings.INGEST_BATCH_MAX_MESSAGES,
             batch_max_wait_s=settings.INGEST_BATCH_MAX_WAIT_S,
         )
-        self.stdout.write(f"bridge {options['client_id']} -> {settings.MQTT_URL} topics {bridge.topics}")
+        self.stdout.write(f"bridge {options['client_id']} -> {bridge.broker} topics {bridge.topics}")
         bridge.run(stop)

@@ -1,0 +1,63 @@
+"""Messages the database or the clock would refuse become dead letters; they never block the batch."""
+
+import pytest
+
+from telemetry.ingest import ingest_messages
+from telemetry.models import DeadLetter, EnergyBucket, Reading
+
+from .test_local_periods import make_channel, message
+
+pytestmark = pytest.mark.django_db
+
+GOOD_TS = "2024-01-01T00:00:00+00:00"
+
+
+def hostile(topic: str, payload: str) -> dict:
+    return {"topic": topic, "payload": payload, "received_at": GOOD_TS}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        hostile("iotwatt/nobody/telemetry", "hello\x00world"),
+        hostile("iotwatt/" + "x" * 600 + "/telemetry", "{}"),
+        hostile("iotwatt/m1/telemetry", '{"ts": "2024-01-01T00:00:00+00:00", "channels": {"main\\u0000": {"energy_kwh": 1}}}'),
+    ],
+    ids=["nul-in-payload", "600-char-topic", "nul-in-channel-key"],
+)
+def test_a_message_the_database_cannot_hold_is_a_dead_letter_and_the_rest_is_stored(bad):
+    channel = make_channel("Europe/Berlin")
+    batch = [message("m1", "2024-01-01T00:00:00+00:00", 10.0), bad, message("m1", "2024-01-01T01:00:00+00:00", 11.0)]
+
+    result = ingest_messages(batch)
+
+    assert Reading.objects.filter(channel=channel).count() == 2
+    assert result.readings == 2 and result.dead_letters == 1
+    letter = DeadLetter.objects.get()
+    assert "\x00" not in letter.payload + letter.topic
+    assert letter.topic.startswith("iotwatt/")
+
+
+def test_a_reading_stamped_far_in_the_future_is_refused_and_makes_no_buckets():
+    channel = make_channel("Europe/Berlin")
+    arrival = "2024-01-01T02:00:00+00:00"
+    batch = [
+        message("m1", "2024-01-01T00:00:00+00:00", 10.0, received_at=arrival),
+        message("m1", "2030-01-01T00:00:00+00:00", 99.0, received_at=arrival),
+        message("m1", "2024-01-01T01:00:00+00:00", 11.0, received_at=arrival),
+    ]
+
+    ingest_messages(batch)
+
+    assert Reading.objects.filter(channel=channel).count() == 2
+    assert EnergyBucket.objects.filter(channel=channel).count() == 4  # one hour, not six years
+    assert "after the message arrived" in DeadLetter.objects.get().reason
+
+
+def test_a_reading_before_the_horizon_is_refused():
+    make_channel("Europe/Berlin")
+
+    ingest_messages([message("m1", "1970-01-01T00:00:10+00:00", 1.0, received_at=GOOD_TS)])
+
+    assert not Reading.objects.exists()
+    assert "before the horizon" in DeadLetter.objects.get().reason
