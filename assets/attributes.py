@@ -22,6 +22,17 @@ def check_schema(schema: dict) -> None:
     except SchemaError as exc:
         where = "/".join(str(part) for part in exc.absolute_path) or "(root)"
         raise AttributeSchemaError(f"Invalid JSON Schema at {where}: {exc.message}") from exc
+    if _has_reference(schema):
+        # A reference could point anywhere (or nowhere) and fail only when an asset is checked.
+        raise AttributeSchemaError("References ($ref, $dynamicRef) are not supported in attribute schemas: write the rule out.")
+
+
+def _has_reference(node) -> bool:
+    if isinstance(node, dict):
+        return any(key in ("$ref", "$dynamicRef") or _has_reference(value) for key, value in node.items())
+    if isinstance(node, list):
+        return any(_has_reference(item) for item in node)
+    return False
 
 
 def with_defaults(schema: dict, attributes: dict) -> dict:

@@ -100,7 +100,8 @@ class Asset(TreeNode):
     """A node of a site's tree: building, panel, circuit, load..."""
 
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="assets")
-    asset_type = models.ForeignKey(AssetType, on_delete=models.PROTECT, related_name="assets")
+    # RESTRICT: a type in use cannot be deleted alone, but goes with its organisation.
+    asset_type = models.ForeignKey(AssetType, on_delete=models.RESTRICT, related_name="assets")
     name = models.CharField(max_length=200)
     attributes = models.JSONField(default=dict, blank=True)
     tags = ArrayField(models.CharField(max_length=64), default=list, blank=True)
@@ -176,7 +177,7 @@ class DeviceModel(models.Model):
 
 class Device(models.Model):
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="devices")
-    device_model = models.ForeignKey(DeviceModel, on_delete=models.PROTECT, related_name="devices")
+    device_model = models.ForeignKey(DeviceModel, on_delete=models.RESTRICT, related_name="devices")
     # The identity the device uses in its MQTT topics.
     identifier = models.CharField(max_length=128, unique=True)
     name = models.CharField(max_length=200, blank=True)

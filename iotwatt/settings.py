@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "import_export",
     "assets",
@@ -107,6 +108,10 @@ REST_FRAMEWORK = {
 }
 
 SPECTACULAR_SETTINGS = {
+    # Swagger UI served from the app itself, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "TITLE": "IotWatt API",
     "DESCRIPTION": "Organisations, sites, the asset tree, devices, channels and energy per local period. "
     "Authenticate with a token (POST /api/auth/token/, then `Authorization: Token <key>`) or a session.",

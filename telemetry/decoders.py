@@ -67,7 +67,7 @@ def validate_parameter_map(parameter_map: dict) -> None:
     if not isinstance(topic, str) or topic.count("{device}") != 1:
         raise ParameterMapError('"topic" must be a topic pattern with exactly one {device}, e.g. "iotwatt/{device}/telemetry".')
     ts = parameter_map.get("timestamp")
-    if not isinstance(ts, dict) or not isinstance(ts.get("path"), str) or ts.get("format") not in {"iso8601", "unix"}:
+    if not isinstance(ts, dict) or not isinstance(ts.get("path"), str) or ts.get("format") not in ("iso8601", "unix"):
         raise ParameterMapError('"timestamp" must be {"path": "<field>", "format": "iso8601" | "unix"}.')
     if not isinstance(parameter_map.get("channels_path"), str):
         raise ParameterMapError('"channels_path" must name the payload field that holds the channels.')
@@ -76,13 +76,13 @@ def validate_parameter_map(parameter_map: dict) -> None:
         raise ParameterMapError('"quantities" must map payload fields to {"metric": ..., "unit": ...}.')
     for field, spec in quantities.items():
         unit = spec.get("unit") if isinstance(spec, dict) else None
-        if unit not in UNIT_CONVERSIONS:
+        if not isinstance(unit, str) or unit not in UNIT_CONVERSIONS:
             raise ParameterMapError(f"quantities.{field}.unit must be one of {sorted(UNIT_CONVERSIONS)}, not {unit!r}.")
         if spec.get("metric") != UNIT_CONVERSIONS[unit][0]:
             raise ParameterMapError(f"quantities.{field}: unit {unit} measures {UNIT_CONVERSIONS[unit][0]}, not {spec.get('metric')!r}.")
-        scale = spec.get("scale", 1)
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale == 0:
-            raise ParameterMapError(f"quantities.{field}.scale must be a non-zero number, not {scale!r}.")
+        scale = finite_number(spec.get("scale", 1))
+        if scale is None or scale == 0:
+            raise ParameterMapError(f"quantities.{field}.scale must be a non-zero number, not {spec.get('scale')!r}.")
 
 
 def topic_regex(topic_pattern: str) -> re.Pattern:

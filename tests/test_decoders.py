@@ -320,3 +320,18 @@ def test_a_quantity_scale_applies_before_the_unit_conversion():
 def test_a_scale_that_is_not_a_non_zero_number_is_refused(scale):
     with pytest.raises(ParameterMapError, match="scale"):
         validate_parameter_map(map_with(quantities={"register": {"metric": "energy", "unit": "Wh", "scale": scale}}))
+
+
+@pytest.mark.parametrize(
+    "quantity",
+    [{"metric": "energy", "unit": ["Wh"]}, {"metric": "energy", "unit": "Wh", "scale": 10**400}],
+    ids=["unit-is-a-list", "scale-overflows"],
+)
+def test_a_malformed_quantity_is_refused_with_a_message_not_a_crash(quantity):
+    with pytest.raises(ParameterMapError):
+        validate_parameter_map(map_with(quantities={"q": quantity}))
+
+
+def test_a_malformed_timestamp_format_is_refused():
+    with pytest.raises(ParameterMapError, match="timestamp"):
+        validate_parameter_map(map_with(timestamp={"path": "ts", "format": ["iso8601"]}))
