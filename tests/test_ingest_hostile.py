@@ -61,3 +61,33 @@ def test_a_reading_before_the_horizon_is_refused():
 
     assert not Reading.objects.exists()
     assert "before the horizon" in DeadLetter.objects.get().reason
+
+
+def test_when_the_database_refuses_one_message_the_others_are_stored_one_by_one():
+    """A trigger makes PostgreSQL refuse one value, standing in for any refusal we cannot foresee."""
+    from django.db import connection
+
+    channel = make_channel("Europe/Berlin")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            CREATE FUNCTION refuse_666() RETURNS trigger AS $$
+            BEGIN
+                IF NEW.value = 666000 THEN RAISE EXCEPTION 'value 666 kWh refused' USING ERRCODE = '22000'; END IF;
+                RETURN NEW;
+            END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER refuse_666 BEFORE INSERT ON telemetry_reading FOR EACH ROW EXECUTE FUNCTION refuse_666();
+            """
+        )
+    batch = [
+        message("m1", "2024-01-01T00:00:00+00:00", 10.0),
+        message("m1", "2024-01-01T00:30:00+00:00", 666.0),
+        message("m1", "2024-01-01T01:00:00+00:00", 11.0),
+    ]
+
+    result = ingest_messages(batch)
+
+    assert sorted(Reading.objects.filter(channel=channel).values_list("value", flat=True)) == [10_000.0, 11_000.0]
+    assert (result.readings, result.dead_letters) == (2, 1)
+    assert "value 666 kWh refused" in DeadLetter.objects.get().reason
+    assert EnergyBucket.objects.filter(channel=channel).count() == 4
