@@ -204,8 +204,24 @@ class Channel(models.Model):
     class Metric(models.TextChoices):
         ENERGY = "energy", "Energy, cumulative counter (Wh)"
         POWER = "power", "Active power (W)"
+        VOLTAGE = "voltage", "Voltage (V)"
+        CURRENT = "current", "Current (A)"
+        REACTIVE_POWER = "reactive_power", "Reactive power (var)"
+        APPARENT_POWER = "apparent_power", "Apparent power (VA)"
+        FREQUENCY = "frequency", "Frequency (Hz)"
+        POWER_FACTOR = "power_factor", "Power factor"
 
-    BASE_UNITS = {Metric.ENERGY: "Wh", Metric.POWER: "W"}
+    # The same table as telemetry.formats.units.BASE_UNITS, where decoders convert into these units.
+    BASE_UNITS = {
+        Metric.ENERGY: "Wh",
+        Metric.POWER: "W",
+        Metric.VOLTAGE: "V",
+        Metric.CURRENT: "A",
+        Metric.REACTIVE_POWER: "var",
+        Metric.APPARENT_POWER: "VA",
+        Metric.FREQUENCY: "Hz",
+        Metric.POWER_FACTOR: "",  # dimensionless
+    }
 
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="channels")
     key = models.CharField(max_length=128, help_text="The channel's name in the device's payload")

@@ -230,12 +230,7 @@ class DeviceModelSerializer(TenantModelSerializer):
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
-        try:
-            self.model_clean(attrs)
-        except (TypeError, OverflowError) as exc:
-            # telemetry.decoders.validate_parameter_map raises these (not ParameterMapError) for a list
-            # where a unit or timestamp format belongs, or a scale too large for a float.
-            raise serializers.ValidationError({"parameter_map": [f"Invalid parameter map: {exc}."]}) from exc
+        self.model_clean(attrs)  # validate_parameter_map: ParameterMapError for any malformed map
         return attrs
 
 

@@ -1,183 +1,170 @@
 """Payload decoding: topic + payload + a device model's parameter map -> readings in base units.
 
-Plain Python, no Django: the bridge's worker calls it, tests call it directly.
+Plain Python, no Django: the bridge's worker calls it, tests call it directly. The formats
+themselves live in telemetry/formats/; this module is the one entry point.
 
-A parameter map is a JSON object. The native IotWatt format:
+The parameter map
+-----------------
+A JSON object. Built-in maps are in telemetry/parameter_maps.py.
 
     {
-      "topic": "iotwatt/{device}/telemetry",
-      "timestamp": {"path": "ts", "format": "iso8601"},
-      "channels_path": "channels",
-      "quantities": {
-        "energy_kwh": {"metric": "energy", "unit": "kWh"},
-        "power_w": {"metric": "power", "unit": "W"},
-        "energy_raw": {"metric": "energy", "unit": "Wh", "scale": 0.1}
+      "format": "json",                      # default format of the topics: iotwatt_native (the default),
+                                             #   json, plain or csv
+      "topics": [                            # or "topic": "<one pattern>"
+        "tele/{device}/SENSOR",              # a pattern alone takes the map's format and timestamp
+        {"pattern": "stat/{device}/STATUS10",
+         "format": "json",                   # optional, per topic
+         "root": "StatusSNS",                # json: descend here in the payload first
+         "wrap": "",                         # json: then place the payload at this path (so a Shelly status
+                                             #   topic, which is the object at params.switch:0 of a
+                                             #   NotifyStatus, is read with the same channel paths)
+         "timestamp": {...},                 # optional, overrides the map's
+         "channel": "power"}                 # plain topics without {channel}: the one channel they carry
+      ],
+      "timestamp": {"path": "Time", "format": "local", "timezone": "Europe/Berlin", "unsynced": "arrival"},
+      "channels": {                          # json, plain and csv topics: one entry per channel key
+        "energy": {"path": "ENERGY.Total", "metric": "energy", "unit": "kWh", "rollover": 100000},
+        "power": {"path": "ENERGY.Power", "metric": "power", "unit": "W", "sample": "instant", "sign": 1}
       }
     }
 
-Each quantity's value is multiplied by its optional `scale` (a raw register in
-0.1 Wh steps has scale 0.1) and then converted from `unit` to the base unit.
+Topic patterns are literal MQTT topics with exactly one `{device}` (the device's identifier, one
+topic level) and, for plain topics, at most one `{channel}` (the channel key, one topic level).
 
-and the payload it reads, many channels per message:
+Where a value sits, by format:
+  json            `path` in the (rooted, wrapped) document, default the channel key. Dotted keys;
+                  ':' is an ordinary character ("params.switch:0.aenergy.total"); "by_minute[1]" or
+                  "by_minute.1" indexes an array; "a\\.b" is the key "a.b"; or a JSON list of keys.
+                  A channel absent from a message is not in that message (Shelly sends only changes).
+  plain           the whole payload is one decimal number of the channel named by {channel} (or the
+                  topic's "channel"). Topics of channels the map does not define are ignored.
+  csv             `column` (from 0) of a comma-separated row.
+  iotwatt_native  "channels_path" names the object of channels; "quantities" maps each channel's
+                  field names to {"metric", "unit", "scale"} (the channel keys come from the payload).
 
-    {"ts": "2016-01-01T01:00:00Z",
-     "channels": {"grid_import": {"energy_kwh": 2912.808, "power_w": 359.0}}}
+Each channel (or native quantity):
+  metric, unit    unit one of UNIT_CONVERSIONS; it must measure the metric. Stored values are in the
+                  metric's base unit: energy Wh (a cumulative counter), power W, voltage V, current A,
+                  reactive_power var, apparent_power VA, frequency Hz, power_factor (dimensionless, "PF").
+  scale           optional, default 1: the raw number times scale is in `unit` (a 0.1 Wh register: 0.1).
+  sign            optional, 1 or -1: -1 flips a device whose power sign is the opposite of the channel's
+                  (stored power is positive in the direction the channel measures, e.g. import for a
+                  grid main). Counters cannot be flipped: import and export are separate counters.
+  sample          optional, rates only: "instant" or "interval_average" (the mean over the interval
+                  ending at the reading's time). Passed on in DecodedReading.sample.
+  rollover        optional, counters only: where the register wraps to 0, in `unit`. Passed on in
+                  DecodedReading.rollover, in the base unit.
 
-`ts` is the measurement time (for a counter: the instant the register was read),
-never the arrival time.
+Timestamps (see telemetry/formats/timestamps.py):
+  {"source": "arrival"}  the device sends none: the message's arrival time, and the readings carry
+                         time_from_arrival=True. plain and csv topics always use it.
+  {"path": ..., "format": "iso8601" (with an offset) | "unix" (s) | "unix_ms" | "local",
+   "timezone": IANA name (required by "local": a wall-clock time without offset, e.g. Tasmota's Time;
+               a time repeated or skipped at a DST change is refused),
+   "unsynced": "refuse" | "arrival"}  a time before 2000 is a clock never set (Tasmota 1970-01-01,
+               Shelly ts 1.61 after boot): refuse the message, or use the arrival time instead.
+
+Outcome: `decode` returns (readings, problems). A problem with the whole message (not JSON, a
+topic no pattern matches, no usable time) raises DecodeError and the message becomes a dead
+letter with that reason; a bad value of one channel (null, NaN, "nan", "unavailable", text) is a
+problem while the other channels still decode.
 """
 
-import json
 import math
 import re
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
-# Every stored value is in the base unit of its metric; this is the one place units are converted.
-UNIT_CONVERSIONS: dict[str, tuple[str, float]] = {
-    "Wh": ("energy", 1.0),
-    "kWh": ("energy", 1_000.0),
-    "MWh": ("energy", 1_000_000.0),
-    "W": ("power", 1.0),
-    "kW": ("power", 1_000.0),
-    "MW": ("power", 1_000_000.0),
+from .formats import csv_node, iotwatt_native, json_document, plain_value
+from .formats.errors import DecodeError, ParameterMapError
+from .formats.map_spec import MapSpec, TopicSpec, parse_map
+from .formats.readings import DecodedReading
+from .formats.timestamps import parse_timestamp, resolve_time
+from .formats.topics import match_topic, topic_regex
+from .formats.units import BASE_UNITS, UNIT_CONVERSIONS, finite_number
+
+__all__ = [
+    "BASE_UNITS",
+    "UNIT_CONVERSIONS",
+    "DecodeError",
+    "DecodedReading",
+    "ParameterMapError",
+    "decode",
+    "device_identifier",
+    "finite_number",
+    "parse_timestamp",
+    "topic_patterns",
+    "topic_regex",
+    "validate_parameter_map",
+]
+
+_READERS = {
+    "iotwatt_native": iotwatt_native.read,
+    "json": json_document.read,
+    "plain": plain_value.read,
+    "csv": csv_node.read,
 }
 
 
-class ParameterMapError(ValueError):
-    """The parameter map itself is wrong (an operator's configuration error)."""
+def validate_parameter_map(parameter_map) -> None:
+    """Raise ParameterMapError saying what is wrong and where; never anything else."""
+    parse_map(parameter_map)
 
 
-class DecodeError(ValueError):
-    """The payload cannot be read with the map; the message goes to the dead letters with this reason."""
-
-
-@dataclass(frozen=True)
-class DecodedReading:
-    channel_key: str
-    metric: str
-    time: datetime
-    value: float  # in the metric's base unit
-
-
-def validate_parameter_map(parameter_map: dict) -> None:
+def topic_patterns(parameter_map) -> list[str]:
+    """The map's topic patterns, read leniently: whatever looks like a pattern, even in a map that is otherwise wrong."""
     if not isinstance(parameter_map, dict):
-        raise ParameterMapError("The parameter map must be a JSON object.")
-    topic = parameter_map.get("topic")
-    if not isinstance(topic, str) or topic.count("{device}") != 1:
-        raise ParameterMapError('"topic" must be a topic pattern with exactly one {device}, e.g. "iotwatt/{device}/telemetry".')
-    ts = parameter_map.get("timestamp")
-    if not isinstance(ts, dict) or not isinstance(ts.get("path"), str) or ts.get("format") not in ("iso8601", "unix"):
-        raise ParameterMapError('"timestamp" must be {"path": "<field>", "format": "iso8601" | "unix"}.')
-    if not isinstance(parameter_map.get("channels_path"), str):
-        raise ParameterMapError('"channels_path" must name the payload field that holds the channels.')
-    quantities = parameter_map.get("quantities")
-    if not isinstance(quantities, dict) or not quantities:
-        raise ParameterMapError('"quantities" must map payload fields to {"metric": ..., "unit": ...}.')
-    for field, spec in quantities.items():
-        unit = spec.get("unit") if isinstance(spec, dict) else None
-        if not isinstance(unit, str) or unit not in UNIT_CONVERSIONS:
-            raise ParameterMapError(f"quantities.{field}.unit must be one of {sorted(UNIT_CONVERSIONS)}, not {unit!r}.")
-        if spec.get("metric") != UNIT_CONVERSIONS[unit][0]:
-            raise ParameterMapError(f"quantities.{field}: unit {unit} measures {UNIT_CONVERSIONS[unit][0]}, not {spec.get('metric')!r}.")
-        scale = finite_number(spec.get("scale", 1))
-        if scale is None or scale == 0:
-            raise ParameterMapError(f"quantities.{field}.scale must be a non-zero number, not {spec.get('scale')!r}.")
+        return []
+    entries = parameter_map.get("topics", [parameter_map.get("topic")])
+    if not isinstance(entries, list):
+        return []
+    patterns = [entry.get("pattern") if isinstance(entry, dict) else entry for entry in entries]
+    return [pattern for pattern in patterns if isinstance(pattern, str)]
 
 
-def topic_regex(topic_pattern: str) -> re.Pattern:
-    literal_parts = [re.escape(part) for part in topic_pattern.split("{device}")]
-    return re.compile("^" + "(?P<device>[^/]+)".join(literal_parts) + "$")
+def device_identifier(topic: str, parameter_map_or_pattern) -> str | None:
+    """The device named by `topic` under the first of the map's patterns it matches (or under one pattern)."""
+    patterns = [parameter_map_or_pattern] if isinstance(parameter_map_or_pattern, str) else topic_patterns(parameter_map_or_pattern)
+    for pattern in patterns:
+        match = match_topic(topic, pattern)
+        if match:
+            return match.group("device")
+    return None
 
 
-def device_identifier(topic: str, topic_pattern: str) -> str | None:
-    match = topic_regex(topic_pattern).match(topic)
-    return match.group("device") if match else None
-
-
-def _lookup(payload: dict, dotted_path: str):
-    value = payload
-    for part in dotted_path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            raise DecodeError(f"field {dotted_path!r} is missing")
-        value = value[part]
-    return value
-
-
-def finite_number(raw) -> float | None:
-    """The value as a float, or None for anything that is not a finite number (null, text, bool, NaN, 1e999)."""
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-        return None
-    try:
-        value = float(raw)
-    except OverflowError:  # a JSON integer too long for a float
-        return None
-    return value if math.isfinite(value) else None
-
-
-def parse_timestamp(raw, fmt: str) -> datetime:
-    if fmt == "unix":
-        seconds = finite_number(raw)
-        if seconds is None:
-            raise DecodeError(f"timestamp {raw!r} is not a Unix time in seconds")
-        try:
-            return datetime.fromtimestamp(seconds, tz=timezone.utc)
-        except (OverflowError, OSError, ValueError) as exc:
-            raise DecodeError(f"timestamp {raw!r} is out of range") from exc
-    if not isinstance(raw, str):
-        raise DecodeError(f"timestamp {raw!r} is not an ISO 8601 string")
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError as exc:
-        raise DecodeError(f"timestamp {raw!r} is not ISO 8601") from exc
-    if parsed.tzinfo is None:
-        # A wall-clock time without an offset is ambiguous at DST changes; refuse it.
-        raise DecodeError(f"timestamp {raw!r} has no UTC offset")
-    try:
-        return parsed.astimezone(timezone.utc)
-    except OverflowError as exc:
-        raise DecodeError(f"timestamp {raw!r} is out of range") from exc
-
-
-def decode(payload: str | bytes, parameter_map: dict) -> tuple[list[DecodedReading], list[str]]:
+def decode(topic: str, payload: str | bytes, parameter_map: dict, received_at: datetime) -> tuple[list[DecodedReading], list[str]]:
     """Return the readings of one message and the problems found in its parts.
 
-    A whole-message problem (not JSON, no timestamp) raises DecodeError. A bad
-    value of one channel is reported in the problem list and the other
-    channels' readings are still returned.
+    `received_at` (timezone-aware) is used only where the map takes the time from the arrival.
     """
     try:
-        document = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DecodeError(f"payload is not JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise DecodeError("payload is nested too deeply") from exc
-    if not isinstance(document, dict):
-        raise DecodeError("payload is not a JSON object")
-    ts_spec = parameter_map["timestamp"]
-    time = parse_timestamp(_lookup(document, ts_spec["path"]), ts_spec["format"])
-    channels = _lookup(document, parameter_map["channels_path"])
-    if not isinstance(channels, dict):
-        raise DecodeError(f"{parameter_map['channels_path']!r} is not an object of channels")
+        spec = parse_map(parameter_map)
+    except ParameterMapError as exc:
+        raise DecodeError(f"the device model's parameter map is wrong: {exc}") from exc
+    topic_spec, match = _matching_topic(spec, topic)
+    extracted = _READERS[topic_spec.format](payload, topic_spec, match, spec)
+    time, from_arrival = resolve_time(topic_spec.timestamp, extracted.document, received_at)
 
     readings: list[DecodedReading] = []
-    problems: list[str] = []
-    quantities = parameter_map["quantities"]
-    for channel_key, fields in channels.items():
-        if not isinstance(fields, dict):
-            problems.append(f"channel {channel_key!r} is not an object")
+    problems = list(extracted.problems)
+    for item in extracted.values:
+        quantity = item.quantity
+        value = item.number * quantity.factor if item.number is not None else None
+        if value is None or not math.isfinite(value):  # checked after scaling too: 1e306 kWh overflows
+            problems.append(f"channel {item.channel_key!r}: {item.source} = {item.shown} is not a finite number")
             continue
-        for field, raw in fields.items():
-            spec = quantities.get(field)
-            if spec is None:
-                problems.append(f"channel {channel_key!r}: unknown quantity {field!r}")
-                continue
-            metric, unit_factor = UNIT_CONVERSIONS[spec["unit"]]
-            factor = spec.get("scale", 1) * unit_factor
-            number = finite_number(raw)
-            value = number * factor if number is not None else None
-            if value is None or not math.isfinite(value):  # checked after scaling too: 1e306 kWh overflows
-                problems.append(f"channel {channel_key!r}: {field} = {str(raw)[:40]} is not a finite number")
-                continue
-            readings.append(DecodedReading(channel_key, metric, time, value))
+        readings.append(
+            DecodedReading(
+                item.channel_key, quantity.metric, time, value + 0.0,  # + 0.0: a flipped zero is stored as 0, not -0
+                time_from_arrival=from_arrival, sample=quantity.sample, rollover=quantity.rollover,
+            )
+        )
     return readings, problems
+
+
+def _matching_topic(spec: MapSpec, topic: str) -> tuple[TopicSpec, re.Match]:
+    for topic_spec in spec.topics:
+        match = topic_spec.regex.match(topic)
+        if match:
+            return topic_spec, match
+    patterns = ", ".join(repr(t.pattern) for t in spec.topics)
+    raise DecodeError(f"topic {topic[:200]!r} matches none of the map's topic patterns ({patterns})")

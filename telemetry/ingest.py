@@ -48,7 +48,7 @@ def _device_from_topic(topic: str, devices: dict[str, Device | None]) -> Device 
                 Device.objects.select_related("device_model").prefetch_related("channels").filter(identifier=segment).first()
             )
         device = devices[segment]
-        if device and device_identifier(topic, device.device_model.parameter_map.get("topic", "")) == device.identifier:
+        if device and device_identifier(topic, device.device_model.parameter_map) == device.identifier:
             return device
     return None
 
@@ -121,7 +121,7 @@ def _ingest(messages: list[dict]) -> IngestResult:
             dead_letter("no registered device matches this topic")
             continue
         try:
-            decoded, problems = decode(message_payload(message), device.device_model.parameter_map)
+            decoded, problems = decode(topic, message_payload(message), device.device_model.parameter_map, received_at)
         except DecodeError as exc:
             dead_letter(str(exc))
             continue

@@ -25,8 +25,12 @@ def native(channels: dict, ts=TS) -> str:
     return json.dumps({"ts": ts, "channels": channels})
 
 
+TOPIC = "iotwatt/m1/telemetry"
+ARRIVAL = datetime(2016, 1, 1, 1, 0, 5, tzinfo=UTC)  # the native format carries its own time; never used
+
+
 def decode_native(payload):
-    return decode(payload, IOTWATT_NATIVE)
+    return decode(TOPIC, payload, IOTWATT_NATIVE, ARRIVAL)
 
 
 def values(readings) -> dict[tuple[str, str], float]:
@@ -310,7 +314,7 @@ def test_topic_pattern_characters_are_literal():
 def test_a_quantity_scale_applies_before_the_unit_conversion():
     parameter_map = map_with(quantities={"register": {"metric": "energy", "unit": "kWh", "scale": 0.1}})
 
-    readings, problems = decode(native({"a": {"register": 12345}}), parameter_map)
+    readings, problems = decode(TOPIC, native({"a": {"register": 12345}}), parameter_map, ARRIVAL)
 
     assert problems == []
     assert readings[0].value == pytest.approx(1_234_500.0)

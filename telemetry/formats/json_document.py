@@ -1,0 +1,41 @@
+"""One JSON object per message, each channel's value at its own path (Tasmota, Shelly Gen2, emonhub JSON).
+
+A channel whose path is absent is simply not in this message: Shelly's NotifyStatus carries only
+the keys that changed, and Tasmota sends Frequency only from drivers that measure it.
+"""
+
+import json
+import re
+
+from .errors import DecodeError
+from .extracted import Extracted, RawValue, shown
+from .map_spec import MapSpec, TopicSpec
+from .paths import MISSING, lookup, nest, path_text
+from .units import finite_number
+
+
+def load_json_object(payload: str | bytes) -> dict:
+    try:
+        document = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DecodeError(f"payload is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise DecodeError("payload is nested too deeply") from exc
+    if not isinstance(document, dict):
+        raise DecodeError("payload is not a JSON object")
+    return document
+
+
+def read(payload: str | bytes, topic: TopicSpec, match: re.Match, spec: MapSpec) -> Extracted:
+    document = load_json_object(payload)
+    if topic.root:
+        document = lookup(document, topic.root)
+        if document is MISSING:
+            raise DecodeError(f"field {path_text(topic.root)!r} is missing")
+    document = nest(document, topic.wrap)
+    extracted = Extracted(document)
+    for key, quantity in spec.channels.items():
+        raw = lookup(document, quantity.path)
+        if raw is not MISSING:
+            extracted.values.append(RawValue(key, quantity, finite_number(raw), path_text(quantity.path), shown(raw)))
+    return extracted
