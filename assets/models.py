@@ -9,10 +9,15 @@ from django.db import models, transaction
 from tree_queries.models import TreeNode
 
 from .attributes import EMPTY_SCHEMA, AttributeSchemaError, attribute_errors, check_schema, with_defaults
+from .json_values import json_problem
+
+
+# Names zoneinfo lists that are not places: "localtime" follows the server's clock.
+NOT_SITE_ZONES = {"localtime", "Factory", "posixrules"}
 
 
 def validate_timezone(name: str) -> None:
-    if name not in zoneinfo.available_timezones():
+    if name not in zoneinfo.available_timezones() or name in NOT_SITE_ZONES:
         raise ValidationError(f"{name!r} is not an IANA time zone name (for example Europe/Berlin).")
 
 
@@ -90,6 +95,9 @@ class AssetType(models.Model):
         return self.name
 
     def clean(self):
+        problem = json_problem(self.attribute_schema)
+        if problem:
+            raise ValidationError({"attribute_schema": f"The schema {problem}."})
         try:
             check_schema(self.attribute_schema)
         except AttributeSchemaError as exc:
@@ -130,6 +138,17 @@ class Asset(TreeNode):
                 errors["parent"] = f"A {self.asset_type} cannot sit under a {parent.asset_type}."
         elif self.asset_type_id and not self.asset_type.can_be_root:
             errors["parent"] = f"A {self.asset_type} needs a parent."
+        problem = json_problem(self.attributes)
+        if problem:
+            raise ValidationError({"attributes": f"The attributes {problem}."})
+        if self.pk and self.asset_type_id:
+            # A new type must still be an allowed parent of every child.
+            misplaced = [
+                child.name for child in self.children.select_related("asset_type")
+                if not child.asset_type.allowed_parents.filter(pk=self.asset_type_id).exists()
+            ]
+            if misplaced:
+                errors["asset_type"] = f"{', '.join(misplaced[:5])} cannot sit under a {self.asset_type}; move them first."
         if self.asset_type_id:
             self.attributes = with_defaults(self.asset_type.attribute_schema, self.attributes)
             problems = attribute_errors(self.asset_type.attribute_schema, self.attributes)
@@ -169,10 +188,35 @@ class DeviceModel(models.Model):
     def clean(self):
         from telemetry.decoders import ParameterMapError, validate_parameter_map
 
+        problem = json_problem(self.parameter_map)
+        if problem:
+            raise ValidationError({"parameter_map": f"The parameter map {problem}."})
         try:
             validate_parameter_map(self.parameter_map)
         except ParameterMapError as exc:
             raise ValidationError({"parameter_map": str(exc)}) from exc
+        if self.pk:
+            devices = [(pk, identifier, self.parameter_map) for pk, identifier in self.devices.values_list("pk", "identifier")]
+            if topic_conflicts(devices):
+                raise ValidationError({"parameter_map": "With these topics a device of this model would receive another device's messages."})
+
+
+def topic_conflicts(candidates: list[tuple[int | None, str, dict]]) -> bool:
+    """Would any (device pk, identifier, parameter map) receive topics another device already receives?
+
+    Topic patterns are operator data, so without this check one organisation could
+    register a device whose topics are another's and take its readings.
+    """
+    from telemetry.decoders import claimed_topics, topics_overlap
+
+    own = {pk for pk, _, _ in candidates if pk}
+    others = Device.objects.exclude(pk__in=own).values_list("identifier", "device_model__parameter_map")
+    claims = [claimed_topics(parameter_map, identifier) for identifier, parameter_map in others]
+    return any(
+        topics_overlap(claimed_topics(parameter_map, identifier), claim)
+        for _, identifier, parameter_map in candidates
+        for claim in claims
+    )
 
 
 class Device(models.Model):
@@ -188,6 +232,8 @@ class Device(models.Model):
     def clean(self):
         if self.device_model_id and self.site_id and self.device_model.organisation_id not in (None, self.site.organisation_id):
             raise ValidationError({"device_model": "This device model belongs to another organisation."})
+        if self.device_model_id and self.identifier and topic_conflicts([(self.pk, self.identifier, self.device_model.parameter_map)]):
+            raise ValidationError({"identifier": "Another device already receives messages on these topics."})
 
 
 class Channel(models.Model):
@@ -239,6 +285,8 @@ class Channel(models.Model):
     def clean(self):
         if self.asset_id and self.device_id and self.asset.site_id != self.device.site_id:
             raise ValidationError({"asset": "The asset is on another site than the device."})
+        if self.pk and self.readings.exists() and Channel.objects.filter(pk=self.pk).exclude(metric=self.metric).exists():
+            raise ValidationError({"metric": "The channel has readings in its metric; create a new channel instead."})
 
     @property
     def unit(self) -> str:

@@ -16,7 +16,8 @@ from rest_framework import serializers
 
 from .attributes import attribute_errors, with_defaults
 from .models import Asset, AssetType, Channel, Device, DeviceModel, Membership, Organisation, Site
-from .tenancy import ORGANISATION_PATH, visible
+from .json_values import json_problem
+from .tenancy import ORGANISATION_PATH, organisation_ids, visible
 
 
 class ScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
@@ -32,22 +33,14 @@ class ScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         return visible(queryset, request.user)
 
 
-def contains_nul(value) -> bool:
-    """PostgreSQL cannot store U+0000 in text or jsonb: find it before the database refuses it."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(contains_nul(item) for item in value)
-    return False
-
-
 class StorableJSONField(serializers.JSONField):
+    """JSON that PostgreSQL can store: no NUL, no lone surrogate, no NaN/Infinity, not absurdly deep."""
+
     def to_internal_value(self, data):
         data = super().to_internal_value(data)
-        if contains_nul(data):
-            raise serializers.ValidationError("Null characters (U+0000) are not allowed.")
+        problem = json_problem(data)
+        if problem:
+            raise serializers.ValidationError(f"The value {problem}.")
         return data
 
 
@@ -120,12 +113,25 @@ class OrganisationSerializer(TenantModelSerializer):
 
 
 class MembershipSerializer(TenantModelSerializer):
-    user = serializers.SlugRelatedField(slug_field="username", queryset=get_user_model().objects.all())
+    # Colleagues only: an organisation admin adds people who already share an organisation with them,
+    # so the field reveals no other user names (a stranger reads as "does not exist").
+    user = serializers.SlugRelatedField(slug_field="username", queryset=get_user_model().objects.none())
     immutable_fields = ("user", "organisation")
 
     class Meta:
         model = Membership
         fields = ["id", "user", "organisation", "role"]
+
+    def get_fields(self):
+        fields = super().get_fields()
+        request = self.context.get("request")
+        users = get_user_model().objects.all()
+        if request is None:
+            users = users.none()
+        elif not request.user.is_superuser:
+            users = users.filter(memberships__organisation__in=organisation_ids(request.user)).distinct()
+        fields["user"].queryset = users
+        return fields
 
     def validate(self, attrs):
         attrs = super().validate(attrs)

@@ -5,6 +5,7 @@ An object of another organisation answers 404, as if it did not exist.
 """
 
 import django_filters
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError, RestrictedError
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -98,11 +99,11 @@ class TenantViewSet(viewsets.ModelViewSet):
 
     def perform_create(self, serializer):
         self.check_target(None, serializer.validated_data)
-        serializer.save()
+        save_or_400(serializer)
 
     def perform_update(self, serializer):
         self.check_target(serializer.instance, serializer.validated_data)
-        serializer.save()
+        save_or_400(serializer)
 
     def perform_destroy(self, instance):
         try:
@@ -111,6 +112,15 @@ class TenantViewSet(viewsets.ModelViewSet):
             blocking = getattr(exc, "protected_objects", None) or exc.restricted_objects
             names = sorted({str(obj._meta.verbose_name_plural) for obj in blocking})
             raise Conflict(f"This object is still used by {', '.join(names)}; delete or change those first.") from exc
+
+
+def save_or_400(serializer) -> None:
+    """The model checks again under its lock on save (a concurrent move may have changed the tree since
+    the serializer looked): its refusal is the client's 400, not a server error."""
+    try:
+        serializer.save()
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from exc
 
 
 class OrganisationViewSet(TenantViewSet):

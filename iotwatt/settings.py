@@ -98,6 +98,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "assets.parsers.DepthSafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
@@ -125,6 +130,9 @@ SPECTACULAR_SETTINGS = {
         "PeriodEnum": ["hour", "day", "month"],
     },
 }
+
+# CSV exports: a cell starting with = + - @ is written as text, so a spreadsheet never runs it.
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
 
 # Celery: Redis is both the broker and the result backend. The MQTT bridge waits
 # on the result of each ingest batch before it acknowledges the batch's messages.

@@ -121,6 +121,23 @@ def topic_patterns(parameter_map) -> list[str]:
     return [pattern for pattern in patterns if isinstance(pattern, str)]
 
 
+def claimed_topics(parameter_map, identifier: str) -> list[list[str]]:
+    """The topics a device with this identifier and map would receive, as levels ("+" for {channel})."""
+    return [
+        ["+" if level == "{channel}" else level for level in pattern.replace("{device}", identifier).split("/")]
+        for pattern in topic_patterns(parameter_map)
+    ]
+
+
+def topics_overlap(first: list[list[str]], second: list[list[str]]) -> bool:
+    """Could one published topic be claimed by both sets? Then a device could receive another's data."""
+    return any(
+        len(a) == len(b) and all(x == y or "+" in (x, y) for x, y in zip(a, b))
+        for a in first
+        for b in second
+    )
+
+
 def device_identifier(topic: str, parameter_map_or_pattern) -> str | None:
     """The device named by `topic` under the first of the map's patterns it matches (or under one pattern)."""
     patterns = [parameter_map_or_pattern] if isinstance(parameter_map_or_pattern, str) else topic_patterns(parameter_map_or_pattern)

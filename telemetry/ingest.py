@@ -41,16 +41,22 @@ def message_payload(message: dict) -> str | bytes:
 
 
 def _device_from_topic(topic: str, devices: dict[str, Device | None]) -> Device | None:
-    # Topics name the device in one segment; the model's pattern confirms which one.
+    """The one device whose model's patterns claim this topic with its identifier.
+
+    Topics name the device in one segment; the model's pattern confirms which one.
+    Registration refuses overlapping topics; should two devices still claim one
+    topic, the message goes to no one (a dead letter) rather than to a guess.
+    """
+    matches = []
     for segment in topic.split("/"):
         if segment not in devices:
             devices[segment] = (
                 Device.objects.select_related("device_model").prefetch_related("channels").filter(identifier=segment).first()
             )
         device = devices[segment]
-        if device and device_identifier(topic, device.device_model.parameter_map) == device.identifier:
-            return device
-    return None
+        if device and device not in matches and device_identifier(topic, device.device_model.parameter_map) == device.identifier:
+            matches.append(device)
+    return matches[0] if len(matches) == 1 else None
 
 
 def storable_text(text: str) -> str:
@@ -118,7 +124,7 @@ def _ingest(messages: list[dict]) -> IngestResult:
 
         device = _device_from_topic(topic, devices)
         if device is None:
-            dead_letter("no registered device matches this topic")
+            dead_letter("no single registered device claims this topic")
             continue
         try:
             decoded, problems = decode(topic, message_payload(message), device.device_model.parameter_map, received_at)

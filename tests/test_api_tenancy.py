@@ -46,12 +46,21 @@ def can_write(role: str, basename: str) -> bool:
     return role in {str(r) for r in writer_roles(model_of(basename))}
 
 
+def colleague(world, tag: str):
+    """A user who already shares an organisation with every member of `world`: the only kind one may add."""
+    user = make_user(f"newcomer-{tag}")
+    shared = Organisation.objects.create(name=f"Shared {tag}", slug=f"shared-{tag}")
+    for member in [user, *(m.user for m in world.memberships.values())]:
+        Membership.objects.get_or_create(user=member, organisation=shared, defaults={"role": "viewer"})
+    return user
+
+
 def create_payload(basename: str, world) -> dict:
     """A valid new object of `world`'s organisation for each endpoint."""
     tag = uuid.uuid4().hex[:8]
     payloads = {
         "organisation": lambda: {"name": f"New {tag}", "slug": f"new-{tag}"},
-        "membership": lambda: {"user": make_user(f"newcomer-{tag}").username, "organisation": world.organisation.pk, "role": "viewer"},
+        "membership": lambda: {"user": colleague(world, tag).username, "organisation": world.organisation.pk, "role": "viewer"},
         "site": lambda: {"organisation": world.organisation.pk, "name": f"Site {tag}", "timezone": "Europe/Madrid"},
         "assettype": lambda: {
             "key": f"type-{tag}", "name": f"Type {tag}", "organisation": world.organisation.pk,
@@ -329,3 +338,13 @@ def test_operators_write_assets_devices_channels_and_sites_of_their_organisation
     assert client.delete(reverse("channel-detail", args=[a.channel.pk])).status_code == 204
     assert not Channel.objects.filter(pk=a.channel.pk).exists()
     assert client.delete(reverse("asset-detail", args=[a.rack.pk])).status_code == 204
+
+
+def test_an_admin_cannot_add_or_even_see_a_user_who_shares_no_organisation(a, b):
+    stranger = b.memberships["viewer"].user
+    response = a.client("admin").post(
+        reverse("membership-list"), {"user": stranger.username, "organisation": a.organisation.pk, "role": "viewer"}, format="json"
+    )
+    assert response.status_code == 400
+    assert "does not exist" in str(response.json()["user"])
+    assert not Membership.objects.filter(user=stranger, organisation=a.organisation).exists()

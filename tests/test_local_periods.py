@@ -510,7 +510,7 @@ def test_a_message_for_an_unknown_device_becomes_a_dead_letter():
 
     dead = DeadLetter.objects.get()
     assert dead.topic == "iotwatt/nobody/telemetry"
-    assert "no registered device" in dead.reason
+    assert "no single registered device claims this topic" in dead.reason
 
 
 def test_a_message_that_is_not_json_becomes_a_dead_letter_with_its_payload():
