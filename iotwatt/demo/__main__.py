@@ -88,6 +88,18 @@ def wait_for_readings(channel_ids: list[int], expected: int, stall_timeout_s: fl
         time.sleep(0.5)
 
 
+def wait_until_listening(process: subprocess.Popen, log_path: Path, port: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"error: the admin server did not start; see {log_path}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    sys.exit(f"error: the admin server did not listen on port {port} within {timeout_s:.0f} s; see {log_path}")
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket() as sock:
         try:
@@ -144,11 +156,11 @@ def main() -> None:
         messages = telemetry_messages(rows)
         expected = sum(len(row.kwh) for row in rows)
         step(f"Replaying {DATA_FILE.name}: {len(messages):,} hourly messages, {expected:,} counter readings")
-        started = time.monotonic()
-        publish_all(os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883"), os.environ.get("MQTT_PROTOCOL", "5"), messages, "iotwatt-demo-meter")
         already = Reading.objects.filter(channel_id__in=channel_ids).count()
         if already:
             print(f"  {already:,} readings are stored from an earlier run: repeated messages change nothing")
+        started = time.monotonic()
+        publish_all(os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883"), os.environ.get("MQTT_PROTOCOL", "5"), messages, "iotwatt-demo-meter")
         wait_for_readings(channel_ids, expected, stall_timeout_s=120, processes=processes)
         print(f"  replayed in {time.monotonic() - started:.1f} s")
 
@@ -156,10 +168,11 @@ def main() -> None:
 
         if args.no_serve:
             return
-        step(f"Admin at http://127.0.0.1:{args.port}/admin/  login: {DEMO_USERNAME} / {DEMO_PASSWORD}  (Ctrl-C stops the demo)")
         # A child process: runserver leaves with os._exit on errors, which would skip the cleanup below.
         processes["admin"] = start_process("admin", [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{args.port}"])
         server, log_path = processes["admin"]
+        wait_until_listening(server, log_path, args.port)
+        step(f"Admin at http://127.0.0.1:{args.port}/admin/  login: {DEMO_USERNAME} / {DEMO_PASSWORD}  (Ctrl-C stops the demo)")
         if server.wait() != 0:
             sys.exit(f"error: the admin server stopped; see {log_path}")
     except KeyboardInterrupt:
