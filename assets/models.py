@@ -72,7 +72,7 @@ def empty_attribute_schema() -> dict:
 class AssetType(models.Model):
     """A kind of asset, defined as data: where it may sit in the tree and which attributes it has."""
 
-    key = models.SlugField(unique=True)
+    key = models.SlugField(help_text="Unique within its organisation (or among the standard types)")
     name = models.CharField(max_length=200)
     organisation = models.ForeignKey(
         Organisation, null=True, blank=True, on_delete=models.CASCADE, related_name="asset_types",
@@ -90,6 +90,10 @@ class AssetType(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Per organisation, so a taken key never tells one tenant what another has.
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "key"], name="asset_type_key_per_organisation", nulls_distinct=False)
+        ]
 
     def __str__(self):
         return self.name
@@ -173,7 +177,7 @@ class DeviceModel(models.Model):
     which unit it comes; see telemetry/decoders.py for the format.
     """
 
-    key = models.SlugField(unique=True)
+    key = models.SlugField(help_text="Unique within its organisation (or among the built-in models)")
     name = models.CharField(max_length=200)
     organisation = models.ForeignKey(
         Organisation, null=True, blank=True, on_delete=models.CASCADE, related_name="device_models",
@@ -181,6 +185,11 @@ class DeviceModel(models.Model):
     )
     manufacturer = models.CharField(max_length=200, blank=True)
     parameter_map = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "key"], name="device_model_key_per_organisation", nulls_distinct=False)
+        ]
 
     def __str__(self):
         return self.name

@@ -18,6 +18,7 @@ every row is valid.
 import json
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db.models import F, Q
 from import_export import fields, resources
 
 from . import tenancy
@@ -182,13 +183,17 @@ class AssetResource(resources.ModelResource):
             parent = matches[0]
         return parent
 
-    def _asset_type(self, raw: str) -> AssetType:
+    def _asset_type(self, raw: str, site: Site | None) -> AssetType:
+        """The site's organisation's own type with this key, else the standard one."""
         if not raw:
             raise ValidationError("An asset type key is required.")
-        try:
-            return tenancy.visible(AssetType.objects.all(), self.user).get(key=raw)
-        except AssetType.DoesNotExist:
+        candidates = tenancy.visible(AssetType.objects.all(), self.user).filter(key=raw)
+        if site is not None:
+            candidates = candidates.filter(Q(organisation=site.organisation_id) | Q(organisation=None))
+        found = candidates.order_by(F("organisation").asc(nulls_last=True)).first()
+        if found is None:
             raise ValidationError(f"No asset type with key “{raw}”.")
+        return found
 
     def import_instance(self, instance, row, **kwargs):
         """Reads every column of the row, collecting the problems of each."""
@@ -206,7 +211,7 @@ class AssetResource(resources.ModelResource):
             errors["site"] = ["An asset cannot move to another site."]
             site = None
         parent = read("parent", lambda: self._parent(_text(row.get("parent")), site))
-        asset_type = read("asset_type", lambda: self._asset_type(_text(row.get("asset_type"))))
+        asset_type = read("asset_type", lambda: self._asset_type(_text(row.get("asset_type")), site))
         if site is not None and asset_type is not None and asset_type.organisation_id not in (None, site.organisation_id):
             errors["asset_type"] = ["This type belongs to another organisation than the site."]
         name = _text(row.get("name"))

@@ -348,3 +348,12 @@ def test_an_admin_cannot_add_or_even_see_a_user_who_shares_no_organisation(a, b)
     assert response.status_code == 400
     assert "does not exist" in str(response.json()["user"])
     assert not Membership.objects.filter(user=stranger, organisation=a.organisation).exists()
+
+
+def test_a_key_another_organisation_uses_is_free_here_and_reveals_nothing(a, b):
+    b_type = b.asset_type
+    payload = {"key": b_type.key, "name": "Mine", "organisation": a.organisation.pk, "attribute_schema": {"type": "object"}}
+    response = a.client("operator").post(reverse("assettype-list"), payload, format="json")
+    assert response.status_code == 201, response.content
+    again = a.client("operator").post(reverse("assettype-list"), {**payload, "name": "Twice"}, format="json")
+    assert again.status_code == 400  # taken in the caller's own organisation only

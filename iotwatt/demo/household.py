@@ -28,7 +28,7 @@ CIRCUITS = {
 def _asset(site: Site, parent: Asset | None, name: str, type_key: str, **attributes) -> Asset:
     asset = Asset.objects.filter(site=site, name=name, parent=parent).first()
     if asset is None:
-        asset = Asset(site=site, parent=parent, name=name, asset_type=AssetType.objects.get(key=type_key), attributes=attributes)
+        asset = Asset(site=site, parent=parent, name=name, asset_type=AssetType.objects.get(key=type_key, organisation=None), attributes=attributes)
         asset.full_clean()  # allowed parent, attributes valid, defaults filled in
         asset.save()
     return asset
@@ -46,6 +46,7 @@ def create_demo_household(channel_keys: list[str]) -> Site:
     panel = _asset(site, house, "Main panel", "electrical_panel", voltage_v=400, phases=3)
     model, _ = DeviceModel.objects.update_or_create(
         key="iotwatt-native",
+        organisation=None,
         defaults={"name": "IotWatt native meter", "manufacturer": "IotWatt", "parameter_map": IOTWATT_NATIVE},
     )
     device, _ = Device.objects.get_or_create(
