@@ -98,6 +98,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Password guessing on /api/auth/token/ is slowed per client address (kept in the process's cache).
+    "DEFAULT_THROTTLE_RATES": {"token": os.environ.get("API_TOKEN_RATE", "10/min")},
     "DEFAULT_PARSER_CLASSES": [
         "assets.parsers.DepthSafeJSONParser",
         "rest_framework.parsers.FormParser",

@@ -82,3 +82,12 @@ def redis_url():
     except redis.ConnectionError as exc:
         pytest.fail(f"Redis is not reachable at {url}: {exc}")
     return url
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Throttle counters live in the cache: each test starts without another test's tries."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

@@ -350,3 +350,11 @@ def test_deleting_an_organisation_takes_its_types_in_use_with_it(a):
     assert response.status_code == 204
     assert not Site.objects.filter(pk=a.site.pk).exists()
     assert not AssetType.objects.filter(organisation=a.organisation.pk).exists()
+
+
+def test_password_guessing_on_the_token_endpoint_is_throttled():
+    make_user("guessme", password="right one")
+    client = APIClient()
+    answers = [client.post(reverse("api-token"), {"username": "guessme", "password": f"guess {i}"}).status_code for i in range(12)]
+    assert answers[:10] == [400] * 10
+    assert answers[10:] == [429, 429]
