@@ -57,15 +57,19 @@ class MapSpec:
     quantities: dict[str, Quantity]  # native: by payload field name
 
 
+def _format(value, label: str) -> str:
+    if not isinstance(value, str) or value not in FORMATS:
+        raise ParameterMapError(f"{label} must be one of {list(FORMATS)}, not {_short(value)}.")
+    return value
+
+
 def parse_map(raw) -> MapSpec:
     if not isinstance(raw, dict):
         raise ParameterMapError("The parameter map must be a JSON object.")
     unknown = sorted(str(key) for key in set(raw) - _MAP_KEYS)
     if unknown:
         raise ParameterMapError(f"The parameter map has unknown key(s) {unknown}; it may hold {sorted(_MAP_KEYS)}.")
-    default_format = raw.get("format", DEFAULT_FORMAT)
-    if not isinstance(default_format, str) or default_format not in FORMATS:
-        raise ParameterMapError(f'"format" must be one of {list(FORMATS)}, not {_short(default_format)}.')
+    default_format = _format(raw.get("format", DEFAULT_FORMAT), '"format"')
     default_timestamp = raw.get("timestamp")
     topics = tuple(_topic(where, entry, default_format, default_timestamp) for where, entry in _topic_entries(raw))
     formats = {topic.format for topic in topics}
@@ -122,9 +126,7 @@ def _topic(where: str, entry, default_format: str, default_timestamp) -> TopicSp
     problem = pattern_problem(pattern)
     if problem:
         raise ParameterMapError(f"{label} {problem}.")
-    fmt = entry.get("format", default_format)
-    if not isinstance(fmt, str) or fmt not in FORMATS:
-        raise ParameterMapError(f"{where}.format must be one of {list(FORMATS)}, not {_short(fmt)}.")
+    fmt = _format(entry.get("format", default_format), f"{where}.format")
     channel = entry.get("channel")
     if fmt == "plain":
         if ("{channel}" in pattern) == (channel is not None):
