@@ -168,8 +168,14 @@ INGEST_MAX_FUTURE_S = float(os.environ.get("INGEST_MAX_FUTURE_S", "3600"))
 INGEST_OLDEST = datetime.fromisoformat(os.environ.get("INGEST_OLDEST", "2000-01-01T00:00:00+00:00"))
 if INGEST_OLDEST.tzinfo is None:
     raise ImproperlyConfigured("INGEST_OLDEST needs a UTC offset, e.g. 2000-01-01T00:00:00+00:00")
+# Batches a bridge has on their way to the workers at once (acknowledged in order as they commit).
+INGEST_BATCHES_IN_FLIGHT = int(os.environ.get("INGEST_BATCHES_IN_FLIGHT", "4"))
+if INGEST_BATCHES_IN_FLIGHT < 1:
+    raise ImproperlyConfigured("INGEST_BATCHES_IN_FLIGHT must be at least 1")
 # How long the bridge waits for a batch to be committed before it sends it again.
 INGEST_BATCH_TIMEOUT_S = float(os.environ.get("INGEST_BATCH_TIMEOUT_S", "60"))
+# /metrics (Prometheus) is open when empty; set it to ask scrapers for `Authorization: Bearer <token>`.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 LOGGING = {
     "version": 1,

@@ -30,3 +30,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return request.user.is_superuser
+
+
+# The admin's front page links to the ingest status page (telemetry/metrics_views.py).
+admin.site.index_template = "admin/telemetry/index_with_ingest_status.html"

@@ -5,6 +5,10 @@ only once the worker has committed the batch that holds it. If the bridge, a
 worker or the database dies first, the broker keeps the message in the bridge's
 persistent session and delivers it again; storage keyed by (channel, time)
 makes the repeat harmless.
+
+Several batches are on their way at once, so the workers are never idle while
+the bridge waits for one commit; the acknowledgements still go out in the order
+the messages came (MQTT asks for that), a batch's only after every earlier one's.
 """
 
 import base64
@@ -12,9 +16,10 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Protocol
 from urllib.parse import unquote, urlparse
 
 import paho.mqtt.client as mqtt
@@ -83,23 +88,30 @@ def message_record(message: mqtt.MQTTMessage, received_at: datetime) -> dict:
     return record
 
 
+class PendingBatch(Protocol):
+    def poll(self, wait_s: float) -> dict | None:
+        """The worker's result once the batch is committed; None while it is not (yet)."""
+
+
 class MqttBridge:
     def __init__(
         self,
         broker_url: str,
         client_id: str,
         topics: list[str],
-        commit_batch: Callable[[list[dict], threading.Event], dict | None],
+        submit_batch: Callable[[list[dict]], PendingBatch],
         protocol: str = "5",
         batch_max_messages: int = 500,
         batch_max_wait_s: float = 0.5,
+        batches_in_flight: int = 4,
     ):
         self.broker = BrokerAddress.from_url(broker_url)
         self.topics = topics
         self.protocol = protocol
-        self.commit_batch = commit_batch
+        self.submit_batch = submit_batch
         self.batch_max_messages = batch_max_messages
         self.batch_max_wait_s = batch_max_wait_s
+        self.batches_in_flight = batches_in_flight
         # Each item: (connection generation, message, arrival time).
         self._inbox: queue.Queue = queue.Queue()
         self._generation = 0
@@ -134,15 +146,19 @@ class MqttBridge:
     def _on_message(self, client, userdata, message):
         self._inbox.put((self._generation, message, datetime.now(timezone.utc)))
 
-    def _next_batch(self, stop: threading.Event) -> list[tuple]:
+    def _next_batch(self, stop: threading.Event, idle_s: float | None = None) -> list[tuple]:
+        """Up to batch_max_messages, waiting batch_max_wait_s from the first; empty after `idle_s` without one."""
         batch = []
         deadline = None
+        idle_until = None if idle_s is None else time.monotonic() + idle_s
         while len(batch) < self.batch_max_messages and not stop.is_set():
             timeout = 0.2 if deadline is None else max(0.0, deadline - time.monotonic())
+            if idle_until is not None and deadline is None:
+                timeout = max(0.0, idle_until - time.monotonic())
             try:
                 batch.append(self._inbox.get(timeout=timeout))
             except queue.Empty:
-                if batch:
+                if batch or (idle_until is not None and time.monotonic() >= idle_until):
                     break
                 continue
             if deadline is None:
@@ -166,19 +182,32 @@ class MqttBridge:
         if stop.is_set():
             return
         self.client.loop_start()
+        in_flight: deque[tuple[list[tuple], PendingBatch]] = deque()
         try:
             while not stop.is_set():
-                batch = self._next_batch(stop)
-                if not batch:
+                if len(in_flight) < self.batches_in_flight:
+                    # With batches on their way, look at them between messages; without, just wait for messages.
+                    batch = self._next_batch(stop, idle_s=0.02 if in_flight else None)
+                    if batch:
+                        records = [message_record(message, at) for _, message, at in batch]
+                        in_flight.append((batch, self.submit_batch(records)))
+                if not in_flight:
                     continue
-                if self.commit_batch([message_record(message, at) for _, message, at in batch], stop) is None:
-                    break  # stopped before the commit: nothing acknowledged, the broker keeps the batch
-                for generation, message, _ in batch:
-                    # A message received on an earlier connection is delivered again on
-                    # this one under its own id; acknowledging the old id could hit another message.
-                    if generation == self._generation:
-                        self.client.ack(message.mid, message.qos)
-                self.committed_messages += len(batch)
+                oldest, pending = in_flight[0]
+                room = len(in_flight) < self.batches_in_flight
+                if pending.poll(wait_s=0.0 if room else 0.5) is None:
+                    continue
+                in_flight.popleft()
+                self._acknowledge(oldest)
+            # Stopped: what is not committed is not acknowledged, and the broker keeps it.
         finally:
             self.client.disconnect()
             self.client.loop_stop()
+
+    def _acknowledge(self, batch: list[tuple]) -> None:
+        for generation, message, _ in batch:
+            # A message received on an earlier connection is delivered again on
+            # this one under its own id; acknowledging the old id could hit another message.
+            if generation == self._generation:
+                self.client.ack(message.mid, message.qos)
+        self.committed_messages += len(batch)

@@ -86,6 +86,7 @@ __all__ = [
     "BASE_UNITS",
     "UNIT_CONVERSIONS",
     "DecodeError",
+    "compile_map",
     "DecodedReading",
     "ParameterMapError",
     "decode",
@@ -148,15 +149,23 @@ def device_identifier(topic: str, parameter_map_or_pattern) -> str | None:
     return None
 
 
-def decode(topic: str, payload: str | bytes, parameter_map: dict, received_at: datetime) -> tuple[list[DecodedReading], list[str]]:
-    """Return the readings of one message and the problems found in its parts.
-
-    `received_at` (timezone-aware) is used only where the map takes the time from the arrival.
-    """
+def compile_map(parameter_map: dict) -> MapSpec:
+    """The map checked and compiled once, for decoding many messages of the same device model."""
     try:
-        spec = parse_map(parameter_map)
+        return parse_map(parameter_map)
     except ParameterMapError as exc:
         raise DecodeError(f"the device model's parameter map is wrong: {exc}") from exc
+
+
+def decode(
+    topic: str, payload: str | bytes, parameter_map: dict | MapSpec, received_at: datetime
+) -> tuple[list[DecodedReading], list[str]]:
+    """Return the readings of one message and the problems found in its parts.
+
+    `parameter_map`: the map as stored, or compiled by `compile_map` (faster for many messages).
+    `received_at` (timezone-aware) is used only where the map takes the time from the arrival.
+    """
+    spec = parameter_map if isinstance(parameter_map, MapSpec) else compile_map(parameter_map)
     topic_spec, match = _matching_topic(spec, topic)
     extracted = _READERS[topic_spec.format](payload, topic_spec, match, spec)
     time, from_arrival = resolve_time(topic_spec.timestamp, extracted.document, received_at)

@@ -8,7 +8,7 @@ broker delivers them again, and the (channel, time) key makes that harmless.
 import base64
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -16,9 +16,11 @@ from django.db import DataError, IntegrityError, transaction
 
 from assets.models import Channel, Device
 
-from .decoders import DecodeError, decode, device_identifier
+from .decoders import DecodeError, compile_map, decode, device_identifier
+from .formats.map_spec import MapSpec
 from .models import DeadLetter
-from .rollup import lock_channels, recompute_counter_buckets
+from .energy import Sample
+from .rollup import lock_channels, newest_stored, roll_up_counter_batch
 from .storage import insert_readings
 
 log = logging.getLogger(__name__)
@@ -27,11 +29,19 @@ log = logging.getLogger(__name__)
 @dataclass
 class IngestResult:
     messages: int = 0
-    readings: int = 0
+    readings: int = 0  # valid readings in the messages
+    new_readings: int = 0  # of those, stored now: the rest were stored before (a redelivery)
     dead_letters: int = 0
+    # Per message with readings, its newest measurement time: how fresh the data is when committed.
+    measured_at: list[datetime] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"messages": self.messages, "readings": self.readings, "dead_letters": self.dead_letters}
+        return {
+            "messages": self.messages,
+            "readings": self.readings,
+            "new_readings": self.new_readings,
+            "dead_letters": self.dead_letters,
+        }
 
 
 def message_payload(message: dict) -> str | bytes:
@@ -40,7 +50,30 @@ def message_payload(message: dict) -> str | bytes:
     return message["payload"]
 
 
-def _device_from_topic(topic: str, devices: dict[str, Device | None]) -> Device | None:
+@dataclass
+class DeviceChannels:
+    ids: dict[tuple[str, str], int]  # (key, metric) -> channel id
+    counters: set[int]  # the energy channels: their readings make buckets
+
+
+def devices_named_in(messages: list[dict]) -> dict[str, Device]:
+    """The registered devices whose identifier is a segment of some message's topic: one query per batch."""
+    segments = {segment for message in messages for segment in message["topic"].split("/") if segment}
+    return {device.identifier: device for device in Device.objects.select_related("device_model").filter(identifier__in=segments)}
+
+
+def channels_of(devices) -> dict[int, DeviceChannels]:
+    """By device id; plain tuples, not model instances: a batch may touch thousands of channels."""
+    found = {device.id: DeviceChannels({}, set()) for device in devices}
+    rows = Channel.objects.filter(device_id__in=found).values_list("device_id", "key", "metric", "id")
+    for device_id, key, metric, channel_id in rows:
+        found[device_id].ids[(key, metric)] = channel_id
+        if metric == Channel.Metric.ENERGY:
+            found[device_id].counters.add(channel_id)
+    return found
+
+
+def _device_from_topic(topic: str, devices: dict[str, Device]) -> Device | None:
     """The one device whose model's patterns claim this topic with its identifier.
 
     Topics name the device in one segment; the model's pattern confirms which one.
@@ -49,11 +82,7 @@ def _device_from_topic(topic: str, devices: dict[str, Device | None]) -> Device 
     """
     matches = []
     for segment in topic.split("/"):
-        if segment not in devices:
-            devices[segment] = (
-                Device.objects.select_related("device_model").prefetch_related("channels").filter(identifier=segment).first()
-            )
-        device = devices[segment]
+        device = devices.get(segment)
         if device and device not in matches and device_identifier(topic, device.device_model.parameter_map) == device.identifier:
             matches.append(device)
     return matches[0] if len(matches) == 1 else None
@@ -91,6 +120,8 @@ def ingest_messages(messages: list[dict]) -> IngestResult:
         for message in messages:
             one = ingest_messages([message])
             total.readings += one.readings
+            total.new_readings += one.new_readings
+            total.measured_at += one.measured_at
             total.dead_letters += one.dead_letters
         return total
 
@@ -107,7 +138,9 @@ def _dead_letter_alone(message: dict, reason: str) -> IngestResult:
 
 def _ingest(messages: list[dict]) -> IngestResult:
     result = IngestResult(messages=len(messages))
-    devices: dict[str, Device | None] = {}
+    devices = devices_named_in(messages)
+    device_channels = channels_of(devices.values())
+    compiled_maps: dict[int, MapSpec] = {}  # by device model: each map compiled once a batch
     readings: dict[tuple[int, datetime], float] = {}
     dead_letters: list[DeadLetter] = []
     counter_channel_ids: set[int] = set()
@@ -127,7 +160,9 @@ def _ingest(messages: list[dict]) -> IngestResult:
             dead_letter("no single registered device claims this topic")
             continue
         try:
-            decoded, problems = decode(topic, message_payload(message), device.device_model.parameter_map, received_at)
+            if device.device_model_id not in compiled_maps:
+                compiled_maps[device.device_model_id] = compile_map(device.device_model.parameter_map)
+            decoded, problems = decode(topic, message_payload(message), compiled_maps[device.device_model_id], received_at)
         except DecodeError as exc:
             dead_letter(str(exc))
             continue
@@ -135,34 +170,43 @@ def _ingest(messages: list[dict]) -> IngestResult:
             log.exception("decoder failed on a message from %s", topic)
             dead_letter(f"decoder error: {type(exc).__name__}: {exc}")
             continue
-        channels = {(c.key, c.metric): c.id for c in device.channels.all()}
-        counter_channel_ids.update(c.id for c in device.channels.all() if c.metric == Channel.Metric.ENERGY)
+        channels = device_channels[device.id].ids
+        counter_channel_ids.update(device_channels[device.id].counters)
+        message_times: list[datetime] = []
+        time_problems: dict[datetime, str | None] = {}  # a message's readings mostly share one time
         for item in decoded:
             channel_id = channels.get((item.channel_key, item.metric))
             if channel_id is None:
                 problems.append(f"device {device.identifier} has no {item.metric} channel {item.channel_key!r}")
                 continue
-            time_problem = plausible_time_problem(item.time, received_at)
+            if item.time not in time_problems:
+                time_problems[item.time] = plausible_time_problem(item.time, received_at)
+            time_problem = time_problems[item.time]
             if time_problem:
                 problems.append(f"channel {item.channel_key!r}: {time_problem}")
                 continue
             # One (channel, time) is one measurement: the first value stored stands, in a batch as across batches.
             readings.setdefault((channel_id, item.time), item.value)
+            message_times.append(item.time)
         if problems:
             dead_letter("; ".join(problems))
+        if message_times:
+            result.measured_at.append(max(message_times))
 
     # Energy buckets come from counter channels; power readings are stored as they are.
-    changed: dict[int, list[datetime]] = defaultdict(list)
-    for (channel_id, time) in readings:
+    counter_batch: dict[int, list[Sample]] = defaultdict(list)
+    for (channel_id, time), value in readings.items():
         if channel_id in counter_channel_ids:
-            changed[channel_id].append(time)
+            counter_batch[channel_id].append(Sample(time, value))
 
     with transaction.atomic():
         lock_channels({channel_id for channel_id, _ in readings})
-        insert_readings([(channel_id, time, value) for (channel_id, time), value in readings.items()])
+        stored_before = newest_stored(counter_batch.keys())
+        new = insert_readings([(channel_id, time, value) for (channel_id, time), value in readings.items()])
         DeadLetter.objects.bulk_create(dead_letters)
-        for channel_id, times in changed.items():
-            recompute_counter_buckets(channel_id, min(times), max(times))
+        roll_up_counter_batch(counter_batch, stored_before, new)
+
+    result.new_readings = sum(added.count for added in new.values())
 
     result.readings = len(readings)
     result.dead_letters = len(dead_letters)

@@ -589,3 +589,45 @@ def test_the_energy_table_prints_both_hours_of_the_dst_fall_back_day():
     rows = [line for line in out.getvalue().splitlines() if line.startswith("2016-10-30")]
     assert len(rows) == 25
     assert [r.split()[1] for r in rows if " 02:00" in r] == ["02:00+0200", "02:00+0100"]
+
+
+def assert_same_buckets(actual: list[tuple], expected: list[tuple]) -> None:
+    """Energy added bucket by bucket may differ from a recomputation in the last bits of a float, no more."""
+    assert [start for start, _, _ in actual] == [start for start, _, _ in expected]
+    for (_, energy, covered), (_, expected_energy, expected_covered) in zip(actual, expected):
+        assert energy == pytest.approx(expected_energy, rel=1e-12, abs=1e-9)
+        assert covered == pytest.approx(expected_covered, rel=1e-12, abs=1e-9)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 5])
+def test_in_order_batches_added_to_the_buckets_give_the_recomputed_buckets(batch_size):
+    """The in-order path adds each batch's energy without reading back: it must equal the recomputation."""
+    expected = reference_buckets()
+    channel = make_channel("Europe/Berlin", device="in-order")
+
+    for i in range(0, len(IRREGULAR), batch_size):
+        ingest_messages([message("in-order", ts, value) for ts, value in IRREGULAR[i : i + batch_size]])
+
+    assert_same_buckets(bucket_rows(channel), expected)
+
+
+def test_a_late_reading_after_in_order_batches_recomputes_what_it_touches():
+    expected = reference_buckets()
+    channel = make_channel("Europe/Berlin", device="late")
+    late = IRREGULAR[7]
+
+    for ts, value in IRREGULAR[:7] + IRREGULAR[8:]:
+        ingest_messages([message("late", ts, value)])
+    ingest_messages([message("late", *late)])
+
+    assert_same_buckets(bucket_rows(channel), expected)
+
+
+def test_a_batch_of_repeats_and_new_readings_adds_only_the_new_energy():
+    expected = reference_buckets()
+    channel = make_channel("Europe/Berlin", device="overlap")
+
+    ingest_messages([message("overlap", ts, value) for ts, value in IRREGULAR[:6]])
+    ingest_messages([message("overlap", ts, value) for ts, value in IRREGULAR[3:]])  # 3 repeats, then new ones
+
+    assert_same_buckets(bucket_rows(channel), expected)
