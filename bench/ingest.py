@@ -61,6 +61,8 @@ def parse_args():
     parser.add_argument("--workers", type=int, default=1, help="Celery worker processes")
     parser.add_argument("--concurrency", type=int, default=2, help="pool size of each worker")
     parser.add_argument("--bridges", type=int, default=1)
+    parser.add_argument("--protocol", choices=["5", "3.1.1"], default="5", help="MQTT version of the bridges")
+    parser.add_argument("--in-flight", type=int, default=settings.INGEST_BATCHES_IN_FLIGHT, help="batches in flight per bridge")
     parser.add_argument("--batch", type=int, default=settings.INGEST_BATCH_MAX_MESSAGES, help="messages per batch")
     parser.add_argument("--batch-wait", type=float, default=0.2, help="seconds a bridge waits to fill a batch")
     parser.add_argument("--drain-timeout", type=float, default=300, help="seconds to wait for the backlog after publishing")
@@ -164,7 +166,8 @@ def main() -> None:
         DATABASE_URL=database_url(),
         REDIS_URL=settings.REDIS_URL,
         MQTT_URL=broker.url,
-        MQTT_PROTOCOL="5",
+        MQTT_PROTOCOL=args.protocol,
+        INGEST_BATCHES_IN_FLIGHT=str(args.in_flight),
         INGEST_QUEUE=queue,
         INGEST_BATCH_MAX_MESSAGES=str(args.batch),
         INGEST_BATCH_MAX_WAIT_S=str(args.batch_wait),
@@ -193,7 +196,8 @@ def main() -> None:
             process.start()
 
         print(f"{args.devices} devices x {args.channels} channels, offered {args.rate:,.0f} readings/s for {args.seconds:.0f} s; "
-              f"{args.workers} worker(s) x {args.concurrency}, {args.bridges} bridge(s), batches of {args.batch}", flush=True)
+              f"{args.workers} worker(s) x {args.concurrency}, {args.bridges} bridge(s) on MQTT {args.protocol}, "
+          f"batches of {args.batch}, {args.in_flight} in flight", flush=True)
         results = multiprocessing.Queue()
         shares = [identifiers[p :: args.publishers] for p in range(args.publishers)]
         per_publisher_rate = args.rate / args.channels / args.publishers

@@ -168,6 +168,9 @@ INGEST_MAX_FUTURE_S = float(os.environ.get("INGEST_MAX_FUTURE_S", "3600"))
 INGEST_OLDEST = datetime.fromisoformat(os.environ.get("INGEST_OLDEST", "2000-01-01T00:00:00+00:00"))
 if INGEST_OLDEST.tzinfo is None:
     raise ImproperlyConfigured("INGEST_OLDEST needs a UTC offset, e.g. 2000-01-01T00:00:00+00:00")
+# A redelivered message stamped with its arrival time is matched against readings stored this long before it
+# (telemetry/redelivery.py); a week, as long as the broker keeps a bridge's session.
+INGEST_REDELIVERY_WINDOW_S = float(os.environ.get("INGEST_REDELIVERY_WINDOW_S", str(7 * 24 * 3600)))
 # Batches a bridge has on their way to the workers at once (acknowledged in order as they commit).
 INGEST_BATCHES_IN_FLIGHT = int(os.environ.get("INGEST_BATCHES_IN_FLIGHT", "4"))
 if INGEST_BATCHES_IN_FLIGHT < 1:

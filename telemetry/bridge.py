@@ -81,6 +81,8 @@ def connect(client: mqtt.Client, broker: BrokerAddress, protocol: str, persisten
 def message_record(message: mqtt.MQTTMessage, received_at: datetime) -> dict:
     """The JSON-safe form of a message that travels to the worker."""
     record = {"topic": message.topic, "received_at": received_at.isoformat()}
+    if message.dup:
+        record["redelivered"] = True  # the broker sent it before: see telemetry/redelivery.py
     try:
         record["payload"] = message.payload.decode("utf-8")
     except UnicodeDecodeError:

@@ -19,6 +19,7 @@ from assets.models import Channel, Device
 from .decoders import DecodeError, compile_map, decode, device_identifier
 from .formats.map_spec import MapSpec
 from .models import DeadLetter
+from .redelivery import stored_earlier
 from .energy import Sample
 from .rollup import lock_channels, newest_stored, roll_up_counter_batch
 from .storage import insert_readings
@@ -136,6 +137,20 @@ def _dead_letter_alone(message: dict, reason: str) -> IngestResult:
     return IngestResult(messages=1, dead_letters=1)
 
 
+def _drop_readings_stored_at_first_arrival(readings: dict, counter_batch: dict, redelivered: list[list[tuple]]) -> None:
+    """A redelivered message is dropped whole when all its arrival-stamped readings were stored before."""
+    window = timedelta(seconds=settings.INGEST_REDELIVERY_WINDOW_S)
+    stored = stored_earlier([reading for message in redelivered for reading in message], window)
+    for message in redelivered:
+        if all((channel_id, time) in stored for channel_id, time, _ in message):
+            for channel_id, time, _ in message:
+                readings.pop((channel_id, time), None)
+                if channel_id in counter_batch:
+                    counter_batch[channel_id] = [s for s in counter_batch[channel_id] if s.time != time]
+                    if not counter_batch[channel_id]:
+                        del counter_batch[channel_id]
+
+
 def _ingest(messages: list[dict]) -> IngestResult:
     result = IngestResult(messages=len(messages))
     devices = devices_named_in(messages)
@@ -144,6 +159,8 @@ def _ingest(messages: list[dict]) -> IngestResult:
     readings: dict[tuple[int, datetime], float] = {}
     dead_letters: list[DeadLetter] = []
     counter_channel_ids: set[int] = set()
+    # Per redelivered message, its readings stamped with the arrival time: perhaps stored at the first arrival.
+    redelivered_arrival_readings: list[list[tuple[int, datetime, float]]] = []
 
     for message in messages:
         topic = message["topic"]
@@ -174,6 +191,7 @@ def _ingest(messages: list[dict]) -> IngestResult:
         counter_channel_ids.update(device_channels[device.id].counters)
         message_times: list[datetime] = []
         time_problems: dict[datetime, str | None] = {}  # a message's readings mostly share one time
+        arrival_stamped: list[tuple[int, datetime, float]] = []
         for item in decoded:
             channel_id = channels.get((item.channel_key, item.metric))
             if channel_id is None:
@@ -188,6 +206,10 @@ def _ingest(messages: list[dict]) -> IngestResult:
             # One (channel, time) is one measurement: the first value stored stands, in a batch as across batches.
             readings.setdefault((channel_id, item.time), item.value)
             message_times.append(item.time)
+            if item.time_from_arrival:
+                arrival_stamped.append((channel_id, item.time, item.value))
+        if arrival_stamped and message.get("redelivered"):
+            redelivered_arrival_readings.append(arrival_stamped)
         if problems:
             dead_letter("; ".join(problems))
         if message_times:
@@ -199,8 +221,10 @@ def _ingest(messages: list[dict]) -> IngestResult:
         if channel_id in counter_channel_ids:
             counter_batch[channel_id].append(Sample(time, value))
 
+    valid_readings = len(readings)
     with transaction.atomic():
         lock_channels({channel_id for channel_id, _ in readings})
+        _drop_readings_stored_at_first_arrival(readings, counter_batch, redelivered_arrival_readings)
         stored_before = newest_stored(counter_batch.keys())
         new = insert_readings([(channel_id, time, value) for (channel_id, time), value in readings.items()])
         DeadLetter.objects.bulk_create(dead_letters)
@@ -208,6 +232,6 @@ def _ingest(messages: list[dict]) -> IngestResult:
 
     result.new_readings = sum(added.count for added in new.values())
 
-    result.readings = len(readings)
+    result.readings = valid_readings
     result.dead_letters = len(dead_letters)
     return result
