@@ -172,7 +172,10 @@ class MqttBridge:
         delay = 1.0
         while not stop.is_set():
             try:
-                connect(self.client, self.broker, self.protocol, persistent=True, receive_maximum=2 * self.batch_max_messages)
+                # Room for every batch in flight plus the one filling: with less, the broker holds
+                # messages back until a commit, and batches fill only by their wait time.
+                receive_maximum = self.batch_max_messages * (self.batches_in_flight + 1)
+                connect(self.client, self.broker, self.protocol, persistent=True, receive_maximum=receive_maximum)
                 return
             except OSError as exc:
                 log.warning("broker %s:%s not reachable (%s); trying again in %.0f s", self.broker.host, self.broker.port, exc, delay)

@@ -78,3 +78,26 @@ def spread_into_buckets(intervals: list[Interval]) -> dict[datetime, BucketTotal
             total.covered_seconds += overlap
             start += BUCKET
     return dict(buckets)
+
+
+def bucket_changes(stored: list[Sample], new: list[Sample]) -> dict[datetime, BucketTotal]:
+    """How the buckets change when `new` samples join a counter whose stored samples around them are `stored`.
+
+    `stored` must hold every stored sample within the span of `new`, plus the
+    stored neighbour on either side of it (if any): energy is a sum over
+    consecutive pairs, so only the intervals between those neighbours change.
+    A new sample at the time of a stored one is a repeat: the stored value stands.
+    The result is new minus old per bucket; for samples newer than everything
+    stored it is just the energy of the new intervals.
+    """
+    stored_times = {sample.time for sample in stored}
+    added = [sample for sample in new if sample.time not in stored_times]
+    if not added:
+        return {}
+    after = spread_into_buckets(counter_intervals(stored + added))
+    before = spread_into_buckets(counter_intervals(stored))
+    changes = {}
+    for start in after.keys() | before.keys():
+        now, then = after.get(start, BucketTotal()), before.get(start, BucketTotal())
+        changes[start] = BucketTotal(now.energy_wh - then.energy_wh, now.covered_seconds - then.covered_seconds)
+    return changes

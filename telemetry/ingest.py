@@ -21,7 +21,7 @@ from .formats.map_spec import MapSpec
 from .models import DeadLetter
 from .redelivery import stored_earlier
 from .energy import Sample
-from .rollup import lock_channels, newest_stored, roll_up_counter_batch
+from .rollup import lock_channels, roll_up_counter_batch, stored_around
 from .storage import insert_readings
 
 log = logging.getLogger(__name__)
@@ -225,12 +225,10 @@ def _ingest(messages: list[dict]) -> IngestResult:
     with transaction.atomic():
         lock_channels({channel_id for channel_id, _ in readings})
         _drop_readings_stored_at_first_arrival(readings, counter_batch, redelivered_arrival_readings)
-        stored_before = newest_stored(counter_batch.keys())
-        new = insert_readings([(channel_id, time, value) for (channel_id, time), value in readings.items()])
+        stored = stored_around(counter_batch)
+        result.new_readings = insert_readings([(channel_id, time, value) for (channel_id, time), value in readings.items()])
         DeadLetter.objects.bulk_create(dead_letters)
-        roll_up_counter_batch(counter_batch, stored_before, new)
-
-    result.new_readings = sum(added.count for added in new.values())
+        roll_up_counter_batch(counter_batch, stored)
 
     result.readings = valid_readings
     result.dead_letters = len(dead_letters)

@@ -1,21 +1,23 @@
 """Keep a channel's 15-minute energy buckets equal to what its stored readings say.
 
 The invariant, kept by every transaction under the channel's lock: the buckets
-are the energy of all the channel's stored readings. Readings newer than
-everything stored only add intervals after the newest one, so their energy is
-added to the buckets without reading anything back (the common, in-order case);
-a late or out-of-order reading changes intervals already counted, so the
-buckets it touches are recomputed from the readings. Either way a repeated,
-late or out-of-order reading gives the same buckets as a clean stream.
+are the energy of all the channel's stored readings. Energy is a sum over
+consecutive readings, so new readings change only the intervals between their
+stored neighbours: before inserting a batch, the stored readings around it are
+read (for an in-order batch, just the newest one), and each bucket gets the
+difference between the intervals with and without the new readings. A late,
+out-of-order, repeated or concurrent batch costs the same few statements as an
+in-order one, whatever the number of channels, and gives the same buckets as a
+clean stream. `recompute_counter_buckets` rebuilds buckets from scratch.
 """
 
 from datetime import datetime
 
 from django.db import connection
 
-from .energy import Sample, bucket_ceil, bucket_floor, counter_intervals, spread_into_buckets
+from .energy import Sample, bucket_ceil, bucket_changes, bucket_floor, counter_intervals, spread_into_buckets
 from .models import Reading
-from .storage import NewReadings, add_to_buckets, latest_readings, replace_buckets
+from .storage import add_to_buckets, readings_around, replace_buckets
 
 # Namespace of the PostgreSQL advisory locks that serialise writers of one channel.
 CHANNEL_LOCK_NAMESPACE = 7_101
@@ -32,32 +34,21 @@ def lock_channels(channel_ids) -> None:
         )
 
 
-def newest_stored(channel_ids) -> dict[int, Sample]:
-    """Read before inserting a batch, under the channels' locks: where each channel's counted energy ends."""
-    return {channel_id: Sample(time, value) for channel_id, (time, value) in latest_readings(channel_ids).items()}
+def stored_around(batch: dict[int, list[Sample]]) -> dict[int, list[Sample]]:
+    """Read before inserting the batch, under the channels' locks: the stored samples its energy depends on."""
+    spans = {channel_id: (min(s.time for s in samples), max(s.time for s in samples)) for channel_id, samples in batch.items()}
+    return {channel_id: [Sample(t, v) for t, v in rows] for channel_id, rows in readings_around(spans).items()}
 
 
-def roll_up_counter_batch(batch: dict[int, list[Sample]], stored_before: dict[int, Sample], new: dict[int, NewReadings]) -> None:
-    """Bring the buckets of the batch's counter channels up to date once its readings are inserted.
+def roll_up_counter_batch(batch: dict[int, list[Sample]], stored: dict[int, list[Sample]]) -> None:
+    """Add the batch's energy changes to the buckets, once its readings are inserted.
 
-    `stored_before`: each channel's newest reading before the insert (from `newest_stored`);
-    `new`: what the insert added. A channel the batch added nothing to keeps its buckets:
-    a redelivered batch costs no roll-up.
+    `stored`: from `stored_around`, read before the insert under the same locks.
     """
     additions = []
     for channel_id, samples in batch.items():
-        added = new.get(channel_id)
-        if added is None:
-            continue
-        newest = stored_before.get(channel_id)
-        if newest is None or added.first > newest.time:
-            # Everything inserted is newer than what was stored: the new intervals start at the newest
-            # stored reading. Samples at or before it were repeats, already counted.
-            anchored = [newest] + [s for s in samples if s.time > newest.time] if newest else samples
-            for start, total in spread_into_buckets(counter_intervals(anchored)).items():
-                additions.append((channel_id, start, total.energy_wh, total.covered_seconds))
-        else:
-            recompute_counter_buckets(channel_id, added.first, added.last)
+        for start, change in bucket_changes(stored.get(channel_id, []), samples).items():
+            additions.append((channel_id, start, change.energy_wh, change.covered_seconds))
     add_to_buckets(additions)
 
 

@@ -57,6 +57,14 @@ def bucket_rows(channel: Channel) -> list[tuple]:
     return list(EnergyBucket.objects.filter(channel=channel).order_by("start").values_list("start", "energy_wh", "covered_seconds"))
 
 
+def assert_same_buckets(actual: list[tuple], expected: list[tuple]) -> None:
+    """Energy added bucket by bucket may differ from a recomputation in the last bits of a float, no more."""
+    assert [start for start, _, _ in actual] == [start for start, _, _ in expected]
+    for (_, energy, covered), (_, expected_energy, expected_covered) in zip(actual, expected):
+        assert energy == pytest.approx(expected_energy, rel=1e-12, abs=1e-9)
+        assert covered == pytest.approx(expected_covered, rel=1e-12, abs=1e-9)
+
+
 def hourly_readings(first_utc: datetime, count: int, first_kwh: float, step_kwh: float) -> list[tuple[str, float]]:
     return [((first_utc + timedelta(hours=i)).isoformat(), first_kwh + step_kwh * i) for i in range(count)]
 
@@ -453,7 +461,7 @@ def test_shuffled_messages_give_identical_buckets(seed):
 
     ingest_messages([message("shuffled", ts, value) for ts, value in shuffled])
 
-    assert bucket_rows(channel) == expected
+    assert_same_buckets(bucket_rows(channel), expected)
 
 
 def test_duplicated_messages_give_identical_buckets():
@@ -462,7 +470,7 @@ def test_duplicated_messages_give_identical_buckets():
 
     ingest_messages([message("duplicated", ts, value) for ts, value in IRREGULAR + IRREGULAR[::2] + IRREGULAR[3:5]])
 
-    assert bucket_rows(channel) == expected
+    assert_same_buckets(bucket_rows(channel), expected)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
@@ -476,7 +484,7 @@ def test_messages_split_into_shuffled_batches_give_identical_buckets(seed):
     for batch in (shuffled[a:b] for a, b in zip([0] + cuts, cuts + [len(shuffled)])):
         ingest_messages([message("batched", ts, value) for ts, value in batch])
 
-    assert bucket_rows(channel) == expected
+    assert_same_buckets(bucket_rows(channel), expected)
 
 
 def test_one_message_per_batch_newest_first_gives_identical_buckets():
@@ -486,7 +494,7 @@ def test_one_message_per_batch_newest_first_gives_identical_buckets():
     for ts, value in reversed(IRREGULAR):
         ingest_messages([message("one-by-one", ts, value)])
 
-    assert bucket_rows(channel) == expected
+    assert_same_buckets(bucket_rows(channel), expected)
 
 
 def test_redelivering_every_batch_gives_identical_buckets():
@@ -497,7 +505,7 @@ def test_redelivering_every_batch_gives_identical_buckets():
     for batch in batches + batches:
         ingest_messages([message("redelivered", ts, value) for ts, value in batch])
 
-    assert bucket_rows(channel) == expected
+    assert_same_buckets(bucket_rows(channel), expected)
 
 
 # Messages that cannot be used
@@ -589,14 +597,6 @@ def test_the_energy_table_prints_both_hours_of_the_dst_fall_back_day():
     rows = [line for line in out.getvalue().splitlines() if line.startswith("2016-10-30")]
     assert len(rows) == 25
     assert [r.split()[1] for r in rows if " 02:00" in r] == ["02:00+0200", "02:00+0100"]
-
-
-def assert_same_buckets(actual: list[tuple], expected: list[tuple]) -> None:
-    """Energy added bucket by bucket may differ from a recomputation in the last bits of a float, no more."""
-    assert [start for start, _, _ in actual] == [start for start, _, _ in expected]
-    for (_, energy, covered), (_, expected_energy, expected_covered) in zip(actual, expected):
-        assert energy == pytest.approx(expected_energy, rel=1e-12, abs=1e-9)
-        assert covered == pytest.approx(expected_covered, rel=1e-12, abs=1e-9)
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 3, 5])
