@@ -8,11 +8,14 @@ from datetime import datetime
 
 from django.db import connection
 
+from .partitions import ensure_reading_partitions
+
 
 def insert_readings(rows: list[tuple[int, datetime, float]]) -> int:
     """Insert (channel_id, time, value) rows; a (channel, time) already stored keeps its value. Returns rows inserted."""
     if not rows:
         return 0
+    ensure_reading_partitions(min(row[1] for row in rows), max(row[1] for row in rows))
     channel_ids, times, values = zip(*rows)
     with connection.cursor() as cursor:
         cursor.execute(
