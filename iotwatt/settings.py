@@ -201,10 +201,12 @@ READINGS_RETENTION_DAYS = env_whole_number("READINGS_RETENTION_DAYS", None, "day
 TIMESCALE_COMPRESS_AFTER_DAYS = env_whole_number("TIMESCALE_COMPRESS_AFTER_DAYS", 7, "days")
 # Native partitions only: monthly partitions created ahead by `manage.py reading_partitions` and at migrate.
 READINGS_PARTITIONS_AHEAD_MONTHS = env_whole_number("READINGS_PARTITIONS_AHEAD_MONTHS", 3, "months") or 0
-# Celery beat runs the partition upkeep (create ahead, apply retention) every six hours.
+# Celery beat runs the readings storage upkeep (partitions ahead, retention, policies) every six hours,
+# on the ingest queue: the workers the README starts take only that queue.
 CELERY_BEAT_SCHEDULE = {
-    "reading-partitions": {"task": "telemetry.tasks.maintain_reading_storage", "schedule": 6 * 3600.0},
+    "readings-storage-upkeep": {"task": "telemetry.tasks.maintain_reading_storage", "schedule": 6 * 3600.0},
 }
+CELERY_TASK_ROUTES["telemetry.tasks.maintain_reading_storage"] = {"queue": INGEST_QUEUE}
 
 LOGGING = {
     "version": 1,

@@ -289,3 +289,11 @@ def test_a_wrong_storage_setting_stops_the_start_with_its_name(variable, value, 
     )
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_the_scheduled_task_reports_what_it_did(settings):
+    from telemetry.tasks import maintain_reading_storage
+
+    settings.READINGS_PARTITIONS_AHEAD_MONTHS = 4
+    four_ahead = partition_name(partitions.add_months(partitions.month_start(datetime.now(UTC)), 4))
+    assert maintain_reading_storage.apply().get() == {"storage": "native", "created": [four_ahead], "dropped": []}
