@@ -167,6 +167,10 @@ def ensure_reading_partitions(first: datetime, last: datetime, using: str = DEFA
     creates what is missing under an advisory lock, inside the caller's transaction:
     the new partitions commit (or roll back) with the rows the caller inserts into them.
     Months are remembered only once that transaction has committed.
+
+    Creating a partition locks the whole readings table until the caller's transaction
+    ends, which is why the upkeep creates the coming months ahead: this path then
+    creates only months nobody foresaw (late, back-filled or replayed readings).
     """
     connection = connections[using]
     key = _database_key(connection)
