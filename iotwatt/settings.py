@@ -180,6 +180,43 @@ INGEST_BATCH_TIMEOUT_S = float(os.environ.get("INGEST_BATCH_TIMEOUT_S", "60"))
 # /metrics (Prometheus) is open when empty; set it to ask scrapers for `Authorization: Bearer <token>`.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
+# Readings storage (telemetry/partitions.py). "auto": a TimescaleDB hypertable when the
+# database offers the extension, else native monthly partitions; "timescale" or "native" force one.
+# Read by the migration that converts the readings table, so choose it before the first migrate.
+READINGS_STORAGE = os.environ.get("READINGS_STORAGE", "auto").strip().lower()
+if READINGS_STORAGE not in {"auto", "timescale", "native"}:
+    raise ImproperlyConfigured(f'READINGS_STORAGE must be "auto", "timescale" or "native", not {READINGS_STORAGE!r}')
+
+
+def env_whole_number(name: str, default: int | None, unit: str) -> int | None:
+    """A whole number (at least 1) from the environment; unset gives the default, empty gives None (off)."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if not value.strip():
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number of {unit}, or empty for none, not {value!r}") from None
+    if number < 1:
+        raise ImproperlyConfigured(f"{name} must be at least 1 ({unit}), or empty for none, not {value!r}")
+    return number
+
+
+# Readings older than this are dropped a whole partition (native) or chunk (TimescaleDB) at a time; unset keeps them all.
+READINGS_RETENTION_DAYS = env_whole_number("READINGS_RETENTION_DAYS", None, "days")
+# TimescaleDB only: chunks older than this are compressed (by channel, ordered by time); empty turns compression off.
+TIMESCALE_COMPRESS_AFTER_DAYS = env_whole_number("TIMESCALE_COMPRESS_AFTER_DAYS", 7, "days")
+# Native partitions only: monthly partitions created ahead by `manage.py reading_partitions` and at migrate.
+READINGS_PARTITIONS_AHEAD_MONTHS = env_whole_number("READINGS_PARTITIONS_AHEAD_MONTHS", 3, "months") or 0
+# Celery beat runs the readings storage upkeep (partitions ahead, retention, policies) every six hours,
+# on the ingest queue: the workers the README starts take only that queue.
+CELERY_BEAT_SCHEDULE = {
+    "readings-storage-upkeep": {"task": "telemetry.tasks.maintain_reading_storage", "schedule": 6 * 3600.0},
+}
+CELERY_TASK_ROUTES["telemetry.tasks.maintain_reading_storage"] = {"queue": INGEST_QUEUE}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

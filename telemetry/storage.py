@@ -8,14 +8,21 @@ from datetime import datetime
 
 from django.db import connection
 
+from .partitions import ensure_reading_partitions
+
 
 def _copy_into_staging(cursor, table: str, columns: dict[str, str], rows) -> None:
-    """Binary COPY of `rows` into a session-local staging table, made on first use and emptied at commit."""
+    """`rows` into a session-local staging table, made on first use and emptied at commit."""
     cursor.execute(
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({', '.join(f'{n} {t}' for n, t in columns.items())}) ON COMMIT DELETE ROWS"
     )
     # Emptied now too, not only at commit: a batch stored message by message uses it again in one transaction.
     cursor.execute(f"TRUNCATE {table}")
+    copy_rows(cursor, table, columns, rows)
+
+
+def copy_rows(cursor, table: str, columns: dict[str, str], rows) -> None:
+    """Binary COPY: psycopg writes each row in C, the fastest way into PostgreSQL."""
     with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(list(columns.values()))
         for row in rows:
@@ -30,6 +37,7 @@ def insert_readings(rows: list[tuple[int, datetime, float]]) -> int:
     """
     if not rows:
         return 0
+    ensure_reading_partitions(min(row[1] for row in rows), max(row[1] for row in rows))
     with connection.cursor() as cursor:
         _copy_into_staging(cursor, "reading_staging", {"channel_id": "int8", "time": "timestamptz", "value": "float8"}, rows)
         cursor.execute(

@@ -22,3 +22,11 @@ def ingest_batch(messages: list[dict]) -> dict:
         {"reading_age_seconds": [(committed_at - measured).total_seconds() for measured in result.measured_at]},
     )
     return result.as_dict()
+
+
+@shared_task(name="telemetry.tasks.maintain_reading_storage")
+def maintain_reading_storage() -> dict:
+    """Scheduled by Celery beat (settings.CELERY_BEAT_SCHEDULE): partitions ahead, retention, TimescaleDB policies."""
+    from .partitions import maintain_reading_storage as upkeep
+
+    return upkeep()
