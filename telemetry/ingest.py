@@ -5,7 +5,6 @@ broker only after this returns, so a crash anywhere before the commit means the
 broker delivers them again, and the (channel, time) key makes that harmless.
 """
 
-import base64
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from assets.models import Channel, Device
 
 from .decoders import DecodeError, decode, device_identifier
 from .models import DeadLetter
+from .pending import keep_unclaimed
+from .raw_messages import message_payload, payload_size, stored_payload
 from .rollup import lock_channels, recompute_counter_buckets
 from .storage import insert_readings
 
@@ -29,15 +30,10 @@ class IngestResult:
     messages: int = 0
     readings: int = 0
     dead_letters: int = 0
+    pending: int = 0  # messages no registered device claims, kept for adoption (telemetry/pending.py)
 
     def as_dict(self) -> dict:
-        return {"messages": self.messages, "readings": self.readings, "dead_letters": self.dead_letters}
-
-
-def message_payload(message: dict) -> str | bytes:
-    if "payload_b64" in message:
-        return base64.b64decode(message["payload_b64"])
-    return message["payload"]
+        return {"messages": self.messages, "readings": self.readings, "dead_letters": self.dead_letters, "pending": self.pending}
 
 
 def _device_from_topic(topic: str, devices: dict[str, Device | None]) -> Device | None:
@@ -47,6 +43,12 @@ def _device_from_topic(topic: str, devices: dict[str, Device | None]) -> Device 
     Registration refuses overlapping topics; should two devices still claim one
     topic, the message goes to no one (a dead letter) rather than to a guess.
     """
+    matches = _claimants(topic, devices)
+    return matches[0] if len(matches) == 1 else None
+
+
+def _claimants(topic: str, devices: dict[str, Device | None]) -> list[Device]:
+    """Every registered device whose model's patterns claim this topic; `devices` caches lookups by segment."""
     matches = []
     for segment in topic.split("/"):
         if segment not in devices:
@@ -56,7 +58,7 @@ def _device_from_topic(topic: str, devices: dict[str, Device | None]) -> Device 
         device = devices[segment]
         if device and device not in matches and device_identifier(topic, device.device_model.parameter_map) == device.identifier:
             matches.append(device)
-    return matches[0] if len(matches) == 1 else None
+    return matches
 
 
 def storable_text(text: str) -> str:
@@ -92,17 +94,22 @@ def ingest_messages(messages: list[dict]) -> IngestResult:
             one = ingest_messages([message])
             total.readings += one.readings
             total.dead_letters += one.dead_letters
+            total.pending += one.pending
         return total
 
 
 def _dead_letter_alone(message: dict, reason: str) -> IngestResult:
-    DeadLetter.objects.create(
-        topic=storable_text(message["topic"]),
-        payload=storable_text(message.get("payload", message.get("payload_b64", ""))),
-        reason=storable_text(reason),
-        received_at=datetime.fromisoformat(message["received_at"]),
-    )
+    _dead_letter(message, datetime.fromisoformat(message["received_at"]), reason, keep_bytes=settings.INGEST_MAX_PAYLOAD_BYTES).save()
     return IngestResult(messages=1, dead_letters=1)
+
+
+def _dead_letter(message: dict, received_at: datetime, reason: str, keep_bytes: int | None = None) -> DeadLetter:
+    """The message kept as it came (so it can be replayed), or its first `keep_bytes` bytes, flagged."""
+    payload = stored_payload(message, keep_bytes)
+    return DeadLetter(
+        topic=storable_text(message["topic"]), payload=payload.text, payload_is_base64=payload.is_base64,
+        payload_truncated=payload.truncated, reason=storable_text(reason), received_at=received_at,
+    )
 
 
 def _ingest(messages: list[dict]) -> IngestResult:
@@ -111,20 +118,31 @@ def _ingest(messages: list[dict]) -> IngestResult:
     readings: dict[tuple[int, datetime], float] = {}
     dead_letters: list[DeadLetter] = []
     counter_channel_ids: set[int] = set()
+    unclaimed: list[tuple[dict, datetime]] = []
 
     for message in messages:
         topic = message["topic"]
         received_at = datetime.fromisoformat(message["received_at"])
 
-        def dead_letter(reason: str) -> None:
-            raw = message.get("payload", message.get("payload_b64", ""))
-            dead_letters.append(
-                DeadLetter(topic=storable_text(topic), payload=storable_text(raw), reason=storable_text(reason), received_at=received_at)
-            )
+        def dead_letter(reason: str, keep_bytes: int | None = None) -> None:
+            dead_letters.append(_dead_letter(message, received_at, reason, keep_bytes))
+
+        size = payload_size(message)
+        if size > settings.INGEST_MAX_PAYLOAD_BYTES:
+            limit = settings.INGEST_MAX_PAYLOAD_BYTES
+            dead_letter(f"payload of {size} bytes is over the limit of {limit} bytes (INGEST_MAX_PAYLOAD_BYTES); "
+                        f"only its first {limit} bytes are kept", keep_bytes=limit)
+            continue
 
         device = _device_from_topic(topic, devices)
         if device is None:
-            dead_letter("no single registered device claims this topic")
+            claimants = _claimants(topic, devices)
+            if claimants:
+                # Adopting would add a third claimant: the registrations must be fixed, then the letter replayed.
+                names = ", ".join(sorted(d.identifier for d in claimants))
+                dead_letter(f"no single registered device claims this topic: {len(claimants)} devices do ({names})")
+            else:
+                unclaimed.append((message, received_at))
             continue
         try:
             decoded, problems = decode(topic, message_payload(message), device.device_model.parameter_map, received_at)
@@ -161,9 +179,11 @@ def _ingest(messages: list[dict]) -> IngestResult:
         lock_channels({channel_id for channel_id, _ in readings})
         insert_readings([(channel_id, time, value) for (channel_id, time), value in readings.items()])
         DeadLetter.objects.bulk_create(dead_letters)
+        keep_unclaimed(unclaimed)
         for channel_id, times in changed.items():
             recompute_counter_buckets(channel_id, min(times), max(times))
 
     result.readings = len(readings)
     result.dead_letters = len(dead_letters)
+    result.pending = len(unclaimed)
     return result
