@@ -36,7 +36,8 @@ class DeadLetterReplay:
     readings: int = 0
 
     def summary(self) -> str:
-        return (f"{self.stored} stored and removed ({self.readings} readings), {self.failed_again} failed again "
+        # `readings` counts the readings the messages hold, those stored before included (they are not stored twice).
+        return (f"{self.stored} stored and removed ({self.readings} readings in them), {self.failed_again} failed again "
                 f"(reason updated), {self.moved_to_pending} moved to pending devices, "
                 f"{self.not_replayable} not replayable (payload truncated)")
 
