@@ -17,6 +17,17 @@ def hostile(topic: str, payload: str) -> dict:
     return {"topic": topic, "payload": payload, "received_at": GOOD_TS}
 
 
+def ingest_between_two_good_messages(bad: dict):
+    """The good readings on either side of `bad` in one batch are stored whatever becomes of it."""
+    channel = make_channel("Europe/Berlin")
+    batch = [message("m1", "2024-01-01T00:00:00+00:00", 10.0), bad, message("m1", "2024-01-01T01:00:00+00:00", 11.0)]
+
+    result = ingest_messages(batch)
+
+    assert Reading.objects.filter(channel=channel).count() == 2
+    return result
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -26,12 +37,8 @@ def hostile(topic: str, payload: str) -> dict:
     ids=["nul-in-payload", "nul-in-channel-key"],
 )
 def test_a_message_the_database_cannot_hold_is_a_dead_letter_and_the_rest_is_stored(bad):
-    channel = make_channel("Europe/Berlin")
-    batch = [message("m1", "2024-01-01T00:00:00+00:00", 10.0), bad, message("m1", "2024-01-01T01:00:00+00:00", 11.0)]
+    result = ingest_between_two_good_messages(bad)
 
-    result = ingest_messages(batch)
-
-    assert Reading.objects.filter(channel=channel).count() == 2
     assert result.readings == 2 and result.dead_letters == 1
     letter = DeadLetter.objects.get()
     assert "\x00" not in letter.payload + letter.topic
@@ -44,12 +51,8 @@ def test_a_message_the_database_cannot_hold_is_a_dead_letter_and_the_rest_is_sto
     ids=["nul-in-payload", "600-char-topic"],
 )
 def test_an_unknown_devices_hostile_message_is_kept_pending_and_the_rest_is_stored(bad):
-    channel = make_channel("Europe/Berlin")
-    batch = [message("m1", "2024-01-01T00:00:00+00:00", 10.0), bad, message("m1", "2024-01-01T01:00:00+00:00", 11.0)]
+    result = ingest_between_two_good_messages(bad)
 
-    result = ingest_messages(batch)
-
-    assert Reading.objects.filter(channel=channel).count() == 2
     assert (result.readings, result.dead_letters, result.pending) == (2, 0, 1)
     kept = UnclaimedMessage.objects.get()
     assert kept.topic == bad["topic"]  # whole, however long
