@@ -6,11 +6,13 @@ may be anyone's), so only superusers see them, whatever permissions a staff user
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+
+from assets.models import Device
 
 from .adoption import adopt, channels_found
 from .forms import AdoptPendingDeviceForm
@@ -59,15 +61,23 @@ class DeadLetterAdmin(SuperuserOnlyAdmin):
 class PendingDeviceAdmin(SuperuserOnlyAdmin):
     """Devices that publish but nobody registered: adopt one with a device model to ingest what it sent."""
 
-    list_display = ["__str__", "last_seen", "first_seen", "message_count", "kept", "dropped_count", "last_topic", "hint", "adopt_link"]
+    list_display = ["__str__", "last_seen", "first_seen", "message_count", "kept", "dropped_count", "last_topic", "hint",
+                    "registered", "adopt_link"]
     search_fields = ["identifier", "last_topic"]
     readonly_fields = ["key", "identifier", "first_seen", "last_seen", "message_count", "kept", "dropped_count", "last_topic",
-                       "last_payload", "last_payload_is_base64", "hint", "adopt_link"]
+                       "last_payload", "last_payload_is_base64", "hint", "registered", "adopt_link"]
     fields = readonly_fields
     actions = ["replay_into_registered", "delete_selected"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(kept_count=Count("messages"))
+        # A pending device can have a registered namesake: registered by hand, or messages that
+        # arrived while it was adopted. "Replay into registered devices" then takes its messages.
+        registered = Exists(Device.objects.filter(identifier=OuterRef("identifier")))
+        return super().get_queryset(request).annotate(kept_count=Count("messages"), registered_now=registered)
+
+    @admin.display(description="registered now", boolean=True, ordering="registered_now")
+    def registered(self, obj):
+        return obj.registered_now
 
     @admin.display(description="kept", ordering="kept_count")
     def kept(self, obj):
@@ -119,7 +129,8 @@ class PendingDeviceAdmin(SuperuserOnlyAdmin):
                     self.message_user(request, (
                         f"Device {adoption.device.identifier} registered with {len(adoption.channels_created)} new channels; "
                         f"{replay.messages} kept messages ingested: {replay.readings} readings, "
-                        f"{replay.dead_letters} dead letters{dropped}."
+                        f"{replay.dead_letters} dead letters{dropped}; {replay.left_pending} kept messages "
+                        "on topics this device does not receive stay pending."
                     ), messages.SUCCESS)
                     return HttpResponseRedirect(reverse("admin:assets_device_change", args=[adoption.device.pk]))
         context = {

@@ -345,3 +345,45 @@ def test_pending_devices_and_dead_letters_are_hidden_from_staff_who_are_not_supe
     assert response.status_code == 403
     assert not Device.objects.exists() and pending.messages.count() == 1
     assert "new-1" not in client.get(reverse("admin:index")).content.decode()
+
+
+# --- adoption while the device keeps publishing -----------------------------------------------
+
+# serialized_rollback: the standard asset types the migrations made are back for the tests after this one.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_message_that_arrives_during_adoption_is_kept_and_replayed_later(site, native_model, superuser_client):
+    """The worker decided "unclaimed" before the adoption committed: it waits on the pending
+    device's row lock, then keeps the message under a new pending entry, never loses it."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    from telemetry.adoption import adopt
+
+    messages = counters("new-1", 3)
+    ingest_messages(messages[:2])
+    pending = PendingDevice.objects.get()
+    outcome = {}
+
+    def late_batch():
+        try:
+            outcome["result"] = ingest_messages(messages[2:])
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=late_batch)
+    with transaction.atomic():
+        adopt(pending, native_model, site)
+        worker.start()
+        time.sleep(1.0)  # the worker is now waiting on the locked pending row
+        assert worker.is_alive()
+    worker.join(30)
+
+    assert outcome["result"].pending == 1
+    late = PendingDevice.objects.get(identifier="new-1")
+    assert late.messages.count() == 1
+    assert Reading.objects.count() == 4
+    superuser_client.post(reverse("admin:telemetry_pendingdevice_changelist"),
+                          {"action": "replay_into_registered", "_selected_action": [late.pk]})
+    assert Reading.objects.count() == 6 and not PendingDevice.objects.exists()
