@@ -20,7 +20,7 @@ from telemetry.models import DeadLetter, EnergyBucket, PendingDevice, Reading, U
 from telemetry.parameter_maps import IOTWATT_NATIVE, TASMOTA_SENSOR
 from telemetry.replay import replay_dead_letters
 
-from .pipeline import ROOT
+from .pipeline import ROOT, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -349,13 +349,22 @@ def test_pending_devices_and_dead_letters_are_hidden_from_staff_who_are_not_supe
 
 # --- adoption while the device keeps publishing -----------------------------------------------
 
+def waiting_on_a_lock(connection) -> bool:
+    """Is another session of this test database waiting for a lock (here: the one the adoption holds)?"""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else a transaction sees one snapshot of the activity
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0] > 0
+
+
 # serialized_rollback: the standard asset types the migrations made are back for the tests after this one.
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_message_that_arrives_during_adoption_is_kept_and_replayed_later(site, native_model, superuser_client):
     """The worker decided "unclaimed" before the adoption committed: it waits on the pending
     device's row lock, then keeps the message under a new pending entry, never loses it."""
     import threading
-    import time
 
     from django.db import connection, transaction
 
@@ -376,8 +385,7 @@ def test_a_message_that_arrives_during_adoption_is_kept_and_replayed_later(site,
     with transaction.atomic():
         adopt(pending, native_model, site)
         worker.start()
-        time.sleep(1.0)  # the worker is now waiting on the locked pending row
-        assert worker.is_alive()
+        wait_until(lambda: waiting_on_a_lock(connection), 30, "the worker to wait on the locked pending row")
     worker.join(30)
 
     assert outcome["result"].pending == 1
