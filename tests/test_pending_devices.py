@@ -395,3 +395,43 @@ def test_a_message_that_arrives_during_adoption_is_kept_and_replayed_later(site,
     superuser_client.post(reverse("admin:telemetry_pendingdevice_changelist"),
                           {"action": "replay_into_registered", "_selected_action": [late.pk]})
     assert Reading.objects.count() == 6 and not PendingDevice.objects.exists()
+
+
+# --- the API -----------------------------------------------------------------------------------
+
+def test_a_superuser_lists_and_adopts_pending_devices_over_the_api(site, native_model):
+    from rest_framework.test import APIClient
+
+    ingest_messages(counters("new-1", 3))
+    pending = PendingDevice.objects.get()
+    api = APIClient()
+    api.force_authenticate(User.objects.create_superuser("root", "root@example.com", "pw-root-123"))
+
+    listed = api.get("/api/pending-devices/").json()["results"]
+    assert [(p["identifier"], p["kept_count"]) for p in listed] == [("new-1", 3)]
+    refused = api.post(f"/api/pending-devices/{pending.pk}/adopt/", {"device_model": native_model.pk}, format="json")
+    assert refused.status_code == 400 and "site" in refused.json()
+    adopted = api.post(f"/api/pending-devices/{pending.pk}/adopt/", {"device_model": native_model.pk, "site": site.pk}, format="json")
+
+    assert adopted.status_code == 201, adopted.content
+    body = adopted.json()
+    assert (body["identifier"], body["messages"], body["readings"]) == ("new-1", 3, 6)
+    assert sorted((c["key"], c["metric"]) for c in body["channels_created"]) == [("grid", "energy"), ("pv", "power")]
+    assert Reading.objects.count() == 6 and not PendingDevice.objects.exists()
+
+
+def test_the_pending_device_api_is_closed_to_everyone_but_superusers(site, native_model):
+    from rest_framework.test import APIClient
+
+    ingest_messages(counters("new-1", 1))
+    pending = PendingDevice.objects.get()
+    operator = User.objects.create_user("olga", password="pw-olga-123", is_staff=True)
+    Membership.objects.create(user=operator, organisation=site.organisation, role=Membership.Role.ADMIN)
+    api = APIClient()
+    api.force_authenticate(operator)
+
+    assert api.get("/api/pending-devices/").status_code == 403
+    assert api.get(f"/api/pending-devices/{pending.pk}/").status_code == 403
+    assert api.post(f"/api/pending-devices/{pending.pk}/adopt/", {"device_model": native_model.pk, "site": site.pk},
+                    format="json").status_code == 403
+    assert not Device.objects.exists() and pending.messages.count() == 1
