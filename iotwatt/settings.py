@@ -17,6 +17,19 @@ def env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def env_positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ImproperlyConfigured(f"{name} must be a whole number of at least 1, not {raw!r}")
+    return value
+
+
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "insecure-development-key-change-me")
 ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h]
@@ -175,6 +188,19 @@ INGEST_REDELIVERY_WINDOW_S = float(os.environ.get("INGEST_REDELIVERY_WINDOW_S", 
 INGEST_BATCHES_IN_FLIGHT = int(os.environ.get("INGEST_BATCHES_IN_FLIGHT", "4"))
 if INGEST_BATCHES_IN_FLIGHT < 1:
     raise ImproperlyConfigured("INGEST_BATCHES_IN_FLIGHT must be at least 1")
+
+
+
+# A payload larger than this (bytes) is a dead letter, kept only up to this size: the limit
+# bounds what one message costs the worker and the database.
+INGEST_MAX_PAYLOAD_BYTES = env_positive_int("INGEST_MAX_PAYLOAD_BYTES", 256 * 1024)
+# Messages of topics no registered device claims wait for adoption as pending devices. Anyone
+# who may publish to the broker can invent topics, so the store is bounded: at most this many
+# messages kept per pending device (later ones are counted, not kept) ...
+PENDING_MAX_MESSAGES_PER_DEVICE = env_positive_int("PENDING_MAX_MESSAGES_PER_DEVICE", 10_000)
+# ... and at most this many pending devices (messages of further unknown devices are counted
+# in one overflow entry, not kept).
+PENDING_MAX_DEVICES = env_positive_int("PENDING_MAX_DEVICES", 1_000)
 # How long the bridge waits for a batch to be committed before it sends it again.
 INGEST_BATCH_TIMEOUT_S = float(os.environ.get("INGEST_BATCH_TIMEOUT_S", "60"))
 # /metrics (Prometheus) is open when empty; set it to ask scrapers for `Authorization: Bearer <token>`.

@@ -5,7 +5,6 @@ broker only after this returns, so a crash anywhere before the commit means the
 broker delivers them again, and the (channel, time) key makes that harmless.
 """
 
-import base64
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -18,9 +17,11 @@ from assets.models import Channel, Device
 
 from .decoders import DecodeError, compile_map, decode, device_identifier
 from .formats.map_spec import MapSpec
-from .models import DeadLetter
-from .redelivery import stored_earlier
 from .energy import Sample
+from .models import DeadLetter
+from .pending import keep_unclaimed
+from .raw_messages import message_payload, payload_size, stored_payload
+from .redelivery import stored_earlier
 from .rollup import lock_channels, roll_up_counter_batch, stored_around
 from .storage import insert_readings
 
@@ -33,6 +34,7 @@ class IngestResult:
     readings: int = 0  # valid readings in the messages
     new_readings: int = 0  # of those, stored now: the rest were stored before (a redelivery)
     dead_letters: int = 0
+    pending: int = 0  # messages no registered device claims, kept for adoption (telemetry/pending.py)
     # Per message with readings, its newest measurement time: how fresh the data is when committed.
     measured_at: list[datetime] = field(default_factory=list)
 
@@ -42,13 +44,8 @@ class IngestResult:
             "readings": self.readings,
             "new_readings": self.new_readings,
             "dead_letters": self.dead_letters,
+            "pending": self.pending,
         }
-
-
-def message_payload(message: dict) -> str | bytes:
-    if "payload_b64" in message:
-        return base64.b64decode(message["payload_b64"])
-    return message["payload"]
 
 
 @dataclass
@@ -57,9 +54,9 @@ class DeviceChannels:
     counters: set[int]  # the energy channels: their readings make buckets
 
 
-def devices_named_in(messages: list[dict]) -> dict[str, Device]:
-    """The registered devices whose identifier is a segment of some message's topic: one query per batch."""
-    segments = {segment for message in messages for segment in message["topic"].split("/") if segment}
+def devices_named_in(topics) -> dict[str, Device]:
+    """The registered devices whose identifier is a segment of one of the topics: one query per batch."""
+    segments = {segment for topic in topics for segment in topic.split("/") if segment}
     return {device.identifier: device for device in Device.objects.select_related("device_model").filter(identifier__in=segments)}
 
 
@@ -74,19 +71,26 @@ def channels_of(devices) -> dict[int, DeviceChannels]:
     return found
 
 
-def _device_from_topic(topic: str, devices: dict[str, Device]) -> Device | None:
+def device_claiming(topic: str, devices: dict[str, Device]) -> Device | None:
     """The one device whose model's patterns claim this topic with its identifier.
 
+    `devices`: from `devices_named_in` for this topic (or a batch holding it).
     Topics name the device in one segment; the model's pattern confirms which one.
     Registration refuses overlapping topics; should two devices still claim one
     topic, the message goes to no one (a dead letter) rather than to a guess.
     """
+    matches = _claimants(topic, devices)
+    return matches[0] if len(matches) == 1 else None
+
+
+def _claimants(topic: str, devices: dict[str, Device]) -> list[Device]:
+    """Every registered device whose model's patterns claim this topic."""
     matches = []
     for segment in topic.split("/"):
         device = devices.get(segment)
         if device and device not in matches and device_identifier(topic, device.device_model.parameter_map) == device.identifier:
             matches.append(device)
-    return matches[0] if len(matches) == 1 else None
+    return matches
 
 
 def storable_text(text: str) -> str:
@@ -124,16 +128,12 @@ def ingest_messages(messages: list[dict]) -> IngestResult:
             total.new_readings += one.new_readings
             total.measured_at += one.measured_at
             total.dead_letters += one.dead_letters
+            total.pending += one.pending
         return total
 
 
 def _dead_letter_alone(message: dict, reason: str) -> IngestResult:
-    DeadLetter.objects.create(
-        topic=storable_text(message["topic"]),
-        payload=storable_text(message.get("payload", message.get("payload_b64", ""))),
-        reason=storable_text(reason),
-        received_at=datetime.fromisoformat(message["received_at"]),
-    )
+    _dead_letter(message, datetime.fromisoformat(message["received_at"]), reason, keep_bytes=settings.INGEST_MAX_PAYLOAD_BYTES).save()
     return IngestResult(messages=1, dead_letters=1)
 
 
@@ -151,9 +151,18 @@ def _drop_readings_stored_at_first_arrival(readings: dict, counter_batch: dict, 
                         del counter_batch[channel_id]
 
 
+def _dead_letter(message: dict, received_at: datetime, reason: str, keep_bytes: int | None = None) -> DeadLetter:
+    """The message kept as it came (so it can be replayed), or its first `keep_bytes` bytes, flagged."""
+    payload = stored_payload(message, keep_bytes)
+    return DeadLetter(
+        topic=storable_text(message["topic"]), payload=payload.text, payload_is_base64=payload.is_base64,
+        payload_truncated=payload.truncated, reason=storable_text(reason), received_at=received_at,
+    )
+
+
 def _ingest(messages: list[dict]) -> IngestResult:
     result = IngestResult(messages=len(messages))
-    devices = devices_named_in(messages)
+    devices = devices_named_in(message["topic"] for message in messages)
     device_channels = channels_of(devices.values())
     compiled_maps: dict[int, MapSpec] = {}  # by device model: each map compiled once a batch
     readings: dict[tuple[int, datetime], float] = {}
@@ -161,20 +170,31 @@ def _ingest(messages: list[dict]) -> IngestResult:
     counter_channel_ids: set[int] = set()
     # Per redelivered message, its readings stamped with the arrival time: perhaps stored at the first arrival.
     redelivered_arrival_readings: list[list[tuple[int, datetime, float]]] = []
+    unclaimed: list[tuple[dict, datetime]] = []
 
     for message in messages:
         topic = message["topic"]
         received_at = datetime.fromisoformat(message["received_at"])
 
-        def dead_letter(reason: str) -> None:
-            raw = message.get("payload", message.get("payload_b64", ""))
-            dead_letters.append(
-                DeadLetter(topic=storable_text(topic), payload=storable_text(raw), reason=storable_text(reason), received_at=received_at)
-            )
+        def dead_letter(reason: str, keep_bytes: int | None = None) -> None:
+            dead_letters.append(_dead_letter(message, received_at, reason, keep_bytes))
 
-        device = _device_from_topic(topic, devices)
+        size = payload_size(message)
+        if size > settings.INGEST_MAX_PAYLOAD_BYTES:
+            limit = settings.INGEST_MAX_PAYLOAD_BYTES
+            dead_letter(f"payload of {size} bytes is over the limit of {limit} bytes (INGEST_MAX_PAYLOAD_BYTES); "
+                        f"only its first {limit} bytes are kept", keep_bytes=limit)
+            continue
+
+        device = device_claiming(topic, devices)
         if device is None:
-            dead_letter("no single registered device claims this topic")
+            claimants = _claimants(topic, devices)
+            if claimants:
+                # Adopting would add a third claimant: the registrations must be fixed, then the letter replayed.
+                names = ", ".join(sorted(d.identifier for d in claimants))
+                dead_letter(f"no single registered device claims this topic: {len(claimants)} devices do ({names})")
+            else:
+                unclaimed.append((message, received_at))
             continue
         try:
             if device.device_model_id not in compiled_maps:
@@ -228,8 +248,10 @@ def _ingest(messages: list[dict]) -> IngestResult:
         stored = stored_around(counter_batch)
         result.new_readings = insert_readings([(channel_id, time, value) for (channel_id, time), value in readings.items()])
         DeadLetter.objects.bulk_create(dead_letters)
+        keep_unclaimed(unclaimed)
         roll_up_counter_batch(counter_batch, stored)
 
     result.readings = valid_readings
     result.dead_letters = len(dead_letters)
+    result.pending = len(unclaimed)
     return result

@@ -36,12 +36,72 @@ class DeadLetter(models.Model):
 
     topic = models.TextField()  # as it came: a hostile topic of any length is kept, not refused
     payload = models.TextField()
+    payload_is_base64 = models.BooleanField(
+        default=False, help_text="The payload is base64 of its bytes (not UTF-8 text, or text holding NUL)"
+    )
+    payload_truncated = models.BooleanField(
+        default=False, help_text="Only the payload's first bytes are kept (it was over the size limit): it cannot be replayed"
+    )
     reason = models.TextField()
     received_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
+    replay_count = models.PositiveIntegerField(default=0, help_text="Times an operator replayed it and it failed again")
+    replayed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]
 
     def __str__(self):
         return f"{self.topic}: {self.reason[:80]}"
+
+
+class PendingDevice(models.Model):
+    """A device nobody registered yet, as its messages show it: waiting for an operator to adopt it.
+
+    Messages are grouped by the device identifier the topic patterns of the known device
+    models (and the built-in maps) read from their topic; a topic no pattern matches is
+    grouped by the whole topic. Like dead letters, a pending device belongs to no organisation.
+    """
+
+    OVERFLOW_KEY = "overflow"
+
+    # "device:<identifier>", "topic:<topic>" (no pattern matched), "topic-sha256:<hex>" (a topic too
+    # long for the key) or OVERFLOW_KEY: the prefixes keep a guessed identifier and a topic apart.
+    key = models.CharField(max_length=255, unique=True)
+    identifier = models.CharField(max_length=128, blank=True, help_text="Guessed from the topic; empty when no known pattern matches it")
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    message_count = models.PositiveBigIntegerField(default=0, help_text="Messages received, kept or not")
+    dropped_count = models.PositiveBigIntegerField(default=0, help_text="Messages counted but not kept: over the per-device or pending-device limit")
+    last_topic = models.TextField()
+    last_payload = models.TextField()
+    last_payload_is_base64 = models.BooleanField(default=False)
+    matching_models = models.JSONField(default=list, help_text="Device models and built-in maps whose topic patterns match the last topic")
+
+    class Meta:
+        ordering = ["-last_seen"]
+
+    def __str__(self):
+        if self.key == self.OVERFLOW_KEY:
+            return "Further unknown devices (over the limit of pending devices)"
+        return self.identifier or self.last_topic[:120]
+
+    @property
+    def is_overflow(self) -> bool:
+        return self.key == self.OVERFLOW_KEY
+
+
+class UnclaimedMessage(models.Model):
+    """One message of a pending device, kept whole so adoption can ingest it as if it had just arrived."""
+
+    pending_device = models.ForeignKey(PendingDevice, on_delete=models.CASCADE, related_name="messages")
+    topic = models.TextField()
+    payload = models.TextField()
+    payload_is_base64 = models.BooleanField(default=False)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["received_at", "id"]
+
+    def __str__(self):
+        return f"{self.topic} at {self.received_at.isoformat()}"

@@ -3,7 +3,8 @@
 import pytest
 
 from telemetry.ingest import ingest_messages
-from telemetry.models import DeadLetter, EnergyBucket, Reading
+from telemetry.models import DeadLetter, EnergyBucket, Reading, UnclaimedMessage
+from telemetry.raw_messages import message_from_stored, message_payload
 
 from .test_local_periods import make_channel, message
 
@@ -16,26 +17,47 @@ def hostile(topic: str, payload: str) -> dict:
     return {"topic": topic, "payload": payload, "received_at": GOOD_TS}
 
 
-@pytest.mark.parametrize(
-    "bad",
-    [
-        hostile("iotwatt/nobody/telemetry", "hello\x00world"),
-        hostile("iotwatt/" + "x" * 600 + "/telemetry", "{}"),
-        hostile("iotwatt/m1/telemetry", '{"ts": "2024-01-01T00:00:00+00:00", "channels": {"main\\u0000": {"energy_kwh": 1}}}'),
-    ],
-    ids=["nul-in-payload", "600-char-topic", "nul-in-channel-key"],
-)
-def test_a_message_the_database_cannot_hold_is_a_dead_letter_and_the_rest_is_stored(bad):
+def ingest_between_two_good_messages(bad: dict):
+    """The good readings on either side of `bad` in one batch are stored whatever becomes of it."""
     channel = make_channel("Europe/Berlin")
     batch = [message("m1", "2024-01-01T00:00:00+00:00", 10.0), bad, message("m1", "2024-01-01T01:00:00+00:00", 11.0)]
 
     result = ingest_messages(batch)
 
     assert Reading.objects.filter(channel=channel).count() == 2
+    return result
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        hostile("iotwatt/m1/telemetry", "hello\x00world"),
+        hostile("iotwatt/m1/telemetry", '{"ts": "2024-01-01T00:00:00+00:00", "channels": {"main\\u0000": {"energy_kwh": 1}}}'),
+    ],
+    ids=["nul-in-payload", "nul-in-channel-key"],
+)
+def test_a_message_the_database_cannot_hold_is_a_dead_letter_and_the_rest_is_stored(bad):
+    result = ingest_between_two_good_messages(bad)
+
     assert result.readings == 2 and result.dead_letters == 1
     letter = DeadLetter.objects.get()
     assert "\x00" not in letter.payload + letter.topic
     assert letter.topic.startswith("iotwatt/")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [hostile("iotwatt/nobody/telemetry", "hello\x00world"), hostile("iotwatt/" + "x" * 600 + "/telemetry", "{}")],
+    ids=["nul-in-payload", "600-char-topic"],
+)
+def test_an_unknown_devices_hostile_message_is_kept_pending_and_the_rest_is_stored(bad):
+    result = ingest_between_two_good_messages(bad)
+
+    assert (result.readings, result.dead_letters, result.pending) == (2, 0, 1)
+    kept = UnclaimedMessage.objects.get()
+    assert kept.topic == bad["topic"]  # whole, however long
+    assert message_payload(message_from_stored(kept.topic, kept.payload, kept.payload_is_base64, kept.received_at)) in (
+        bad["payload"], bad["payload"].encode())
 
 
 def test_a_reading_stamped_far_in_the_future_is_refused_and_makes_no_buckets():

@@ -12,7 +12,7 @@ import pytest
 from assets.models import Channel, Device, DeviceModel, Organisation, Site
 from telemetry.ingest import ingest_messages
 from telemetry.localtime import energy_by_local_period
-from telemetry.models import DeadLetter, EnergyBucket, Reading
+from telemetry.models import DeadLetter, EnergyBucket, Reading, UnclaimedMessage
 from telemetry.parameter_maps import IOTWATT_NATIVE
 
 pytestmark = pytest.mark.django_db
@@ -511,14 +511,14 @@ def test_redelivering_every_batch_gives_identical_buckets():
 # Messages that cannot be used
 
 
-def test_a_message_for_an_unknown_device_becomes_a_dead_letter():
+def test_a_message_for_an_unknown_device_waits_for_adoption():
     make_channel("Europe/Berlin")
 
     ingest_messages([message("nobody", "2024-01-01T00:00:00+01:00", 1.0)])
 
-    dead = DeadLetter.objects.get()
-    assert dead.topic == "iotwatt/nobody/telemetry"
-    assert "no single registered device claims this topic" in dead.reason
+    assert not DeadLetter.objects.exists()
+    kept = UnclaimedMessage.objects.get()
+    assert (kept.topic, kept.pending_device.identifier) == ("iotwatt/nobody/telemetry", "nobody")
 
 
 def test_a_message_that_is_not_json_becomes_a_dead_letter_with_its_payload():
@@ -543,7 +543,7 @@ def test_valid_messages_in_a_batch_with_dead_letters_are_stored():
 
     result = ingest_messages(batch)
 
-    assert (result.readings, result.dead_letters) == (2, 2)
+    assert (result.readings, result.dead_letters, result.pending) == (2, 1, 1)
     assert Reading.objects.filter(channel=channel).count() == 2
     assert by_start(periods(channel, "hour")) == {"2024-01-01T00:00:00+01:00": kwh(2.0)}
 
