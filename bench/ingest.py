@@ -47,6 +47,7 @@ from assets.models import Channel, Device, DeviceModel, Organisation, Site  # no
 from telemetry import metrics  # noqa: E402
 from telemetry.bridge import BrokerAddress, connect, make_client  # noqa: E402
 from telemetry.parameter_maps import IOTWATT_NATIVE  # noqa: E402
+from telemetry.partitions import ensure_reading_partitions  # noqa: E402
 from tests.conftest import Mosquitto  # noqa: E402
 from tests.pipeline import ManagedProcess, database_url  # noqa: E402
 
@@ -134,6 +135,7 @@ def copy_ceiling(rows: int, channel_ids: list[int]) -> float:
     """Readings per second that a binary COPY writes into telemetry_reading here, its keys and indexes included."""
     base = datetime(2030, 1, 1, tzinfo=timezone.utc)  # after everything the run stored: no conflicts
     per_channel = rows // len(channel_ids) + 1
+    ensure_reading_partitions(base, base + timedelta(seconds=per_channel))
     with connection.cursor() as cursor:
         started = time.perf_counter()
         with cursor.copy("COPY telemetry_reading (channel_id, time, value) FROM STDIN (FORMAT BINARY)") as copy:
