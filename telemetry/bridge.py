@@ -76,6 +76,9 @@ def connect(client: mqtt.Client, broker: BrokerAddress, protocol: str, persisten
 def message_record(message: mqtt.MQTTMessage, received_at: datetime) -> dict:
     """The JSON-safe form of a message that travels to the worker."""
     record = {"topic": message.topic, "received_at": received_at.isoformat()}
+    if message.retain:
+        # Set only on a retained message replayed to a new subscription: the broker's memory, not the device now.
+        record["retained"] = True
     try:
         record["payload"] = message.payload.decode("utf-8")
     except UnicodeDecodeError:

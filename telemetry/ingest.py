@@ -16,7 +16,8 @@ from django.db import DataError, IntegrityError, transaction
 
 from assets.models import Channel, Device
 
-from .decoders import DecodeError, decode, device_identifier
+from .decoders import DecodeError, decode, decode_status, device_identifier
+from .device_status import DeviceActivity
 from .models import DeadLetter
 from .rollup import lock_channels, recompute_counter_buckets
 from .storage import insert_readings
@@ -111,6 +112,7 @@ def _ingest(messages: list[dict]) -> IngestResult:
     readings: dict[tuple[int, datetime], float] = {}
     dead_letters: list[DeadLetter] = []
     counter_channel_ids: set[int] = set()
+    activity = DeviceActivity()
 
     for message in messages:
         topic = message["topic"]
@@ -125,6 +127,15 @@ def _ingest(messages: list[dict]) -> IngestResult:
         device = _device_from_topic(topic, devices)
         if device is None:
             dead_letter("no single registered device claims this topic")
+            continue
+        activity.message(device.pk, received_at, retained=message.get("retained", False))
+        try:
+            online = decode_status(topic, message_payload(message), device.device_model.parameter_map)
+        except DecodeError as exc:
+            dead_letter(str(exc))
+            continue
+        if online is not None:  # the device's status topic: no readings in it
+            activity.status(device.pk, online, received_at)
             continue
         try:
             decoded, problems = decode(topic, message_payload(message), device.device_model.parameter_map, received_at)
@@ -150,6 +161,8 @@ def _ingest(messages: list[dict]) -> IngestResult:
             readings.setdefault((channel_id, item.time), item.value)
         if problems:
             dead_letter("; ".join(problems))
+    # Its own short statement: status and last seen are latest-wins, so a repeat after a failed batch is harmless.
+    activity.save()
 
     # Energy buckets come from counter channels; power readings are stored as they are.
     changed: dict[int, list[datetime]] = defaultdict(list)
