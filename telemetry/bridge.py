@@ -5,6 +5,13 @@ only once the worker has committed the batch that holds it. If the bridge, a
 worker or the database dies first, the broker keeps the message in the bridge's
 persistent session and delivers it again; storage keyed by (channel, time)
 makes the repeat harmless.
+
+Several bridges split the telemetry through a shared subscription
+(`$share/<group>/<filter>`): the broker gives each message to one of them.
+Status topics are subscribed plainly by every bridge, because a broker does not
+send retained messages on a shared subscription (MQTT 5, 4.8.2) and the retained
+status is what a starting bridge needs; recording a status is latest-wins, so
+several bridges recording the same one is harmless. See docs/scaling.md.
 """
 
 import base64
@@ -24,6 +31,9 @@ from paho.mqtt.properties import Properties
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue a week while the bridge is down
+# MQTT 5 subscription identifiers: the broker tells which of our subscriptions delivered a message.
+TELEMETRY_SUBSCRIPTION = 1
+STATUS_SUBSCRIPTION = 2
 
 
 @dataclass(frozen=True)
@@ -96,9 +106,15 @@ class MqttBridge:
         protocol: str = "5",
         batch_max_messages: int = 500,
         batch_max_wait_s: float = 0.5,
+        status_topics: list[str] = (),
+        shared_group: str = "",
     ):
         self.broker = BrokerAddress.from_url(broker_url)
-        self.topics = topics
+        self.client_id = client_id
+        self.status_topics = list(status_topics)
+        self.telemetry_subscriptions = [f"$share/{shared_group}/{topic}" if shared_group else topic for topic in topics]
+        # Every subscription filter, for logs; status filters stay plain on purpose (see the module's docstring).
+        self.topics = self.telemetry_subscriptions + self.status_topics
         self.protocol = protocol
         self.commit_batch = commit_batch
         self.batch_max_messages = batch_max_messages
@@ -112,22 +128,40 @@ class MqttBridge:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self._pending_subscriptions: set[int] = set()
         self.committed_messages = 0
+        self.duplicates_dropped = 0
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
             log.error("MQTT connect refused: %s", reason_code)
             return
         self._generation += 1
-        log.info("connected to %s:%s (session present: %s)", self.broker.host, self.broker.port, flags.session_present)
-        client.subscribe([(topic, 1) for topic in self.topics])
+        log.info("connected to %s:%s as %s (session present: %s)", self.broker.host, self.broker.port, self.client_id, flags.session_present)
+        # Subscribing again on every connect also makes the broker send the retained statuses again.
+        self._pending_subscriptions = {
+            self._subscribe(self.telemetry_subscriptions, TELEMETRY_SUBSCRIPTION),
+            self._subscribe(self.status_topics, STATUS_SUBSCRIPTION),
+        } - {None}
         self._connected.set()
+
+    def _subscribe(self, filters: list[str], subscription_id: int) -> int | None:
+        if not filters:
+            return None
+        properties = None
+        if self.protocol == "5":
+            properties = Properties(PacketTypes.SUBSCRIBE)
+            properties.SubscriptionIdentifier = subscription_id
+        _, mid = self.client.subscribe([(topic, 1) for topic in filters], properties=properties)
+        return mid
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         refused = [code for code in reason_codes if code.is_failure]
         if refused:
             log.error("subscription to %s refused: %s", self.topics, refused)
-        else:
+            return
+        self._pending_subscriptions.discard(mid)
+        if not self._pending_subscriptions:
             log.info("subscribed to %s", ", ".join(self.topics))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
@@ -135,7 +169,23 @@ class MqttBridge:
         log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, message):
+        if self._is_second_copy_of_status(message):
+            # Its copy from the status subscription is processed; this one is acknowledged and dropped,
+            # so the message is neither stored nor counted twice.
+            client.ack(message.mid, message.qos)
+            self.duplicates_dropped += 1
+            return
         self._inbox.put((self._generation, message, datetime.now(timezone.utc)))
+
+    def _is_second_copy_of_status(self, message: mqtt.MQTTMessage) -> bool:
+        """A status topic also matched by a telemetry filter reaches us once per subscription (MQTT 5 tells
+        them apart by subscription identifier; with 3.1.1 both copies are processed, which is harmless)."""
+        identifiers = getattr(message.properties, "SubscriptionIdentifier", None) if message.properties else None
+        return (
+            bool(identifiers)
+            and STATUS_SUBSCRIPTION not in identifiers
+            and any(mqtt.topic_matches_sub(status_filter, message.topic) for status_filter in self.status_topics)
+        )
 
     def _next_batch(self, stop: threading.Event) -> list[tuple]:
         batch = []
@@ -183,5 +233,6 @@ class MqttBridge:
                         self.client.ack(message.mid, message.qos)
                 self.committed_messages += len(batch)
         finally:
+            log.info("stopping: %d messages committed, %d duplicate status copies dropped", self.committed_messages, self.duplicates_dropped)
             self.client.disconnect()
             self.client.loop_stop()

@@ -5,7 +5,7 @@ import time
 
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from telemetry.bridge import MqttBridge
 from telemetry.tasks import ingest_batch
@@ -47,9 +47,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--client-id", default=settings.MQTT_CLIENT_ID)
-        parser.add_argument("--topic", action="append", dest="topics", help="repeatable; default MQTT_TOPICS")
+        parser.add_argument("--topic", action="append", dest="topics", help="telemetry topic filter, repeatable; default MQTT_TOPICS")
+        parser.add_argument("--status-topic", action="append", dest="status_topics", help="status topic filter, repeatable; default MQTT_STATUS_TOPICS")
+        parser.add_argument("--shared-group", default=settings.MQTT_SHARED_GROUP, help='default MQTT_SHARED_GROUP; "" subscribes plainly')
 
     def handle(self, *args, **options):
+        if not options["client_id"].strip():
+            raise CommandError("--client-id must name this bridge (unique per bridge process)")
+        if any(c in options["shared_group"] for c in "/+#"):
+            raise CommandError(f"--shared-group must be a plain name without / + #, not {options['shared_group']!r}")
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
@@ -57,6 +63,8 @@ class Command(BaseCommand):
             broker_url=settings.MQTT_URL,
             client_id=options["client_id"],
             topics=options["topics"] or settings.MQTT_TOPICS,
+            status_topics=options["status_topics"] or settings.MQTT_STATUS_TOPICS,
+            shared_group=options["shared_group"],
             commit_batch=commit_through_worker,
             protocol=settings.MQTT_PROTOCOL,
             batch_max_messages=settings.INGEST_BATCH_MAX_MESSAGES,
