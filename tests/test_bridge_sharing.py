@@ -1,0 +1,133 @@
+"""Several bridges on one shared subscription, and device status from retained topics and last wills,
+through the tests' own Mosquitto, a Celery worker and PostgreSQL."""
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import paho.mqtt.client as mqtt
+
+from assets.models import Channel, Device
+from iotwatt.demo.household import create_demo_household
+from iotwatt.demo.opsd import channel_keys, read_rows, telemetry_messages
+from iotwatt.demo.publish import publish_all
+from telemetry.bridge import BrokerAddress
+from telemetry.models import DeadLetter, Reading
+
+from .pipeline import Pipeline, wait_until
+from .test_local_periods import make_channel
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+STOP_LINE = re.compile(r"stopping: (\d+) messages committed, (\d+) duplicate status copies dropped")
+
+
+def stop_counts(log_text: str) -> tuple[int, int]:
+    """(messages committed, duplicates dropped) from the line a bridge logs when it stops."""
+    found = STOP_LINE.findall(log_text)
+    assert found, "the bridge did not log its counts when it stopped"
+    return tuple(int(n) for n in found[-1])
+
+
+def test_two_bridges_in_one_group_split_the_stream_and_store_every_reading_once(mosquitto, redis_url, tmp_path):
+    site = create_demo_household(channel_keys())
+    rows = read_rows()[:3000]
+    messages = telemetry_messages(rows)
+    expected = sum(len(row.kwh) for row in rows)
+    pipeline = Pipeline(tmp_path, mosquitto.url, redis_url, client_id="share-bridge-a", more_client_ids=("share-bridge-b",)).start()
+    try:
+        publish_all(mosquitto.url, "5", messages, "share-meter", False)
+        wait_until(lambda: Reading.objects.filter(channel__device__site=site).count() >= expected, 240, f"{expected} readings")
+        time.sleep(2)  # the bridges see the last results and acknowledge
+    finally:
+        pipeline.stop()
+
+    committed = [stop_counts(bridge.log_path.read_text())[0] for bridge in pipeline.bridges]
+    assert sum(committed) == len(messages)  # each message went to one bridge of the group
+    assert min(committed) >= len(messages) // 5, f"the broker did not split the stream: {committed}"
+    assert Reading.objects.filter(channel__device__site=site).count() == expected  # keyed by (channel, time): once each
+    assert DeadLetter.objects.count() == 0
+
+
+DEVICE_WITH_LAST_WILL = """
+import sys, time
+import paho.mqtt.client as mqtt
+host, port, topic = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="device-" + topic.split("/")[1], protocol=mqtt.MQTTv5)
+client.will_set(topic, "offline", qos=1, retain=True)  # what the broker publishes if the connection dies
+client.connect(host, port, keepalive=5)
+client.loop_start()
+client.publish(topic, "online", qos=1, retain=True).wait_for_publish()
+print("online", flush=True)
+time.sleep(600)
+"""
+
+
+def publish_retained(broker_url: str, topic: str, payload: str) -> None:
+    broker = BrokerAddress.from_url(broker_url)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"retain-{topic.replace('/', '-')}", protocol=mqtt.MQTTv5)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    client.publish(topic, payload, qos=1, retain=True).wait_for_publish(timeout=10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def device(identifier: str) -> Device:
+    return Device.objects.get(identifier=identifier)
+
+
+def test_a_device_killed_without_goodbye_is_marked_offline_by_its_last_will(mosquitto, redis_url, tmp_path):
+    make_channel("Europe/Berlin", device="will-meter")
+    # Telemetry filter iotwatt/# also matches the status topic: each status message reaches the bridge
+    # twice (shared telemetry and plain status subscription), and must be processed once.
+    pipeline = Pipeline(tmp_path, mosquitto.url, redis_url, client_id="will-bridge", env_overrides={"MQTT_TOPICS": "iotwatt/#"}).start()
+    broker = BrokerAddress.from_url(mosquitto.url)
+    meter = subprocess.Popen(
+        [sys.executable, "-c", DEVICE_WITH_LAST_WILL, broker.host, str(broker.port), "iotwatt/will-meter/status"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert meter.stdout.readline().strip() == "online"
+        wait_until(lambda: device("will-meter").online is True, 60, "the device to be online")
+        came_online = device("will-meter").status_changed_at
+
+        meter.send_signal(signal.SIGKILL)  # no DISCONNECT: the broker publishes the will
+        meter.wait(timeout=10)
+        wait_until(lambda: device("will-meter").online is False, 60, "the last will to mark the device offline")
+    finally:
+        if meter.poll() is None:
+            meter.kill()
+        pipeline.stop()
+        publish_retained(mosquitto.url, "iotwatt/will-meter/status", "")  # an empty retained message clears it for later tests
+
+    meter_row = device("will-meter")
+    assert meter_row.status_changed_at > came_online
+    assert meter_row.last_seen_at == meter_row.status_changed_at  # the will is the last message heard for it
+    assert DeadLetter.objects.count() == 0
+    committed, dropped = stop_counts(pipeline.bridge.log_path.read_text())
+    assert (committed, dropped) == (2, 2)  # online and offline, each once; their second copies dropped
+
+
+def test_retained_status_at_bridge_start_sets_the_status_and_not_last_seen(mosquitto, redis_url, tmp_path):
+    make_channel("Europe/Berlin", device="retained-up")
+    make_channel("Europe/Berlin", device="retained-down")
+    publish_retained(mosquitto.url, "iotwatt/retained-up/status", "online")
+    publish_retained(mosquitto.url, "iotwatt/retained-down/status", "offline")
+    # Two bridges in one group: retained messages never come on the shared subscription, so each
+    # bridge's plain status subscription brings them (recorded twice, latest wins: same result).
+    pipeline = Pipeline(tmp_path, mosquitto.url, redis_url, client_id="retained-bridge-a", more_client_ids=("retained-bridge-b",)).start()
+    try:
+        wait_until(lambda: device("retained-up").online is True and device("retained-down").online is False, 60,
+                   "the retained statuses to be recorded")
+        time.sleep(2)
+    finally:
+        pipeline.stop()
+
+    assert device("retained-up").last_seen_at is None and device("retained-down").last_seen_at is None
+    committed_a, committed_b = (stop_counts(bridge.log_path.read_text())[0] for bridge in pipeline.bridges)
+    assert committed_a == committed_b >= 2  # every bridge got every retained status (and any earlier tests left)
+    assert Channel.objects.filter(device__identifier__startswith="retained-").count() == 2
