@@ -34,6 +34,9 @@ SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue a week while the 
 # MQTT 5 subscription identifiers: the broker tells which of our subscriptions delivered a message.
 TELEMETRY_SUBSCRIPTION = 1
 STATUS_SUBSCRIPTION = 2
+# Retiring: the session is drained once nothing has arrived for this long after the unsubscription.
+# The broker sends queued messages as fast as we acknowledge them, so a pause this long means none are left.
+RETIRE_IDLE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,9 @@ class MqttBridge:
         batch_max_wait_s: float = 0.5,
         status_topics: list[str] = (),
         shared_group: str = "",
+        retire: bool = False,
     ):
+        """`retire`: take over the session of `client_id` one last time to end it (see `run`)."""
         self.broker = BrokerAddress.from_url(broker_url)
         self.client_id = client_id
         self.status_topics = list(status_topics)
@@ -129,6 +134,10 @@ class MqttBridge:
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self._pending_subscriptions: set[int] = set()
+        self.retire = retire
+        self._unsubscribed = threading.Event()
+        self._last_arrival = time.monotonic()
+        self.client.on_unsubscribe = self._on_unsubscribe
         self.committed_messages = 0
         self.duplicates_dropped = 0
 
@@ -138,6 +147,11 @@ class MqttBridge:
             return
         self._generation += 1
         log.info("connected to %s:%s as %s (session present: %s)", self.broker.host, self.broker.port, self.client_id, flags.session_present)
+        if self.retire:
+            # No new messages for this session from now on; what it holds already still comes.
+            self._last_arrival = time.monotonic()
+            client.unsubscribe(self.topics)
+            return
         # Subscribing again on every connect also makes the broker send the retained statuses again.
         self._pending_subscriptions = {
             self._subscribe(self.telemetry_subscriptions, TELEMETRY_SUBSCRIPTION),
@@ -164,6 +178,10 @@ class MqttBridge:
         if not self._pending_subscriptions:
             log.info("subscribed to %s", ", ".join(self.topics))
 
+    def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties):
+        log.info("retiring: unsubscribed from %s; storing what the session still holds", ", ".join(self.topics))
+        self._unsubscribed.set()
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self._connected.clear()
         log.warning("disconnected from the broker (%s); reconnecting", reason_code)
@@ -175,6 +193,7 @@ class MqttBridge:
             client.ack(message.mid, message.qos)
             self.duplicates_dropped += 1
             return
+        self._last_arrival = time.monotonic()
         self._inbox.put((self._generation, message, datetime.now(timezone.utc)))
 
     def _is_second_copy_of_status(self, message: mqtt.MQTTMessage) -> bool:
@@ -195,8 +214,8 @@ class MqttBridge:
             try:
                 batch.append(self._inbox.get(timeout=timeout))
             except queue.Empty:
-                if batch:
-                    break
+                if batch or self.retire:
+                    break  # a retiring bridge looks up between polls to see whether it is done
                 continue
             if deadline is None:
                 deadline = time.monotonic() + self.batch_max_wait_s
@@ -214,7 +233,13 @@ class MqttBridge:
                 stop.wait(delay)
                 delay = min(delay * 2, 30.0)
 
+    def _drained(self) -> bool:
+        return self._unsubscribed.is_set() and self._inbox.empty() and time.monotonic() - self._last_arrival > RETIRE_IDLE_S
+
     def run(self, stop: threading.Event) -> None:
+        """Until `stop`. A retiring bridge instead unsubscribes, stores what its session holds (a shared
+        subscription keeps giving an offline member its share, which waits in its session), and then
+        ends the session, so the broker no longer gives it a share of the group's messages."""
         self._connect_with_backoff(stop)
         if stop.is_set():
             return
@@ -223,6 +248,8 @@ class MqttBridge:
             while not stop.is_set():
                 batch = self._next_batch(stop)
                 if not batch:
+                    if self.retire and self._drained():
+                        break
                     continue
                 if self.commit_batch([message_record(message, at) for _, message, at in batch], stop) is None:
                     break  # stopped before the commit: nothing acknowledged, the broker keeps the batch
@@ -234,5 +261,28 @@ class MqttBridge:
                 self.committed_messages += len(batch)
         finally:
             log.info("stopping: %d messages committed, %d duplicate status copies dropped", self.committed_messages, self.duplicates_dropped)
+            if self.retire and self._drained():
+                self._end_session()
+            else:
+                self.client.disconnect()
+            self.client.loop_stop()
+
+    def _end_session(self) -> None:
+        if self.protocol == "5":
+            properties = Properties(PacketTypes.DISCONNECT)
+            properties.SessionExpiryInterval = 0  # the broker discards the session on this disconnect
+            self.client.disconnect(properties=properties)
+        else:
+            # MQTT 3.1.1 ends a session only by connecting with a clean session.
             self.client.disconnect()
             self.client.loop_stop()
+            clean = make_client(self.broker, self.client_id, self.protocol, persistent=False)
+            accepted = threading.Event()
+            clean.on_connect = lambda *_: accepted.set()
+            connect(clean, self.broker, self.protocol, persistent=False)
+            clean.loop_start()
+            if not accepted.wait(30):  # CONNACK: the broker has dropped the old session
+                log.error("the broker did not answer the clean connect; the session of %s may remain", self.client_id)
+            clean.disconnect()
+            clean.loop_stop()
+        log.info("retired: the broker no longer keeps a session for %s", self.client_id)

@@ -131,3 +131,36 @@ def test_retained_status_at_bridge_start_sets_the_status_and_not_last_seen(mosqu
     committed_a, committed_b = (stop_counts(bridge.log_path.read_text())[0] for bridge in pipeline.bridges)
     assert committed_a == committed_b >= 2  # every bridge got every retained status (and any earlier tests left)
     assert Channel.objects.filter(device__identifier__startswith="retained-").count() == 2
+
+
+def test_a_bridge_gone_for_good_holds_its_share_until_it_is_retired(mosquitto, redis_url, tmp_path):
+    """Mosquitto keeps giving a shared subscription's offline member its share, queued in its session
+    (lost when the session expires). `mqtt_bridge --retire` stores that share and ends the session."""
+    site = create_demo_household(channel_keys())
+    rows = read_rows()
+    first, second = rows[:400], rows[400:800]
+    pipeline = Pipeline(tmp_path, mosquitto.url, redis_url, client_id="stay-bridge", more_client_ids=("leave-bridge",)).start()
+    stored = lambda: Reading.objects.filter(channel__device__site=site).count()  # noqa: E731
+    try:
+        pipeline.bridges[1].stop()  # a clean stop, but its session (and group membership) stays with the broker
+        publish_all(mosquitto.url, "5", telemetry_messages(first), "leave-meter", False)
+        half = sum(len(row.kwh) for row in first) // 2
+        wait_until(lambda: stored() >= half, 120, "the staying bridge's share")
+        time.sleep(3)
+        assert stored() == half  # the other half waits in the gone bridge's session
+
+        retiring = pipeline.bridges[1]
+        retiring.command = [*retiring.command, "--retire"]
+        retiring.ready_text = "retired:"
+        retiring.start(timeout_s=120)  # ready once it has stored the queued share and ended its session
+        assert retiring.process.wait(timeout=30) == 0
+        assert stored() == sum(len(row.kwh) for row in first)
+
+        publish_all(mosquitto.url, "5", telemetry_messages(second), "leave-meter", False)
+        expected = sum(len(row.kwh) for row in rows[:800])
+        wait_until(lambda: stored() == expected, 120, "every message to reach the one bridge left")
+    finally:
+        pipeline.stop()
+
+    assert stop_counts(pipeline.bridges[1].log_path.read_text())[0] == len(first) // 2
+    assert stop_counts(pipeline.bridge.log_path.read_text())[0] == len(first) // 2 + len(second)

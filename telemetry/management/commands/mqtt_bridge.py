@@ -50,6 +50,11 @@ class Command(BaseCommand):
         parser.add_argument("--topic", action="append", dest="topics", help="telemetry topic filter, repeatable; default MQTT_TOPICS")
         parser.add_argument("--status-topic", action="append", dest="status_topics", help="status topic filter, repeatable; default MQTT_STATUS_TOPICS")
         parser.add_argument("--shared-group", default=settings.MQTT_SHARED_GROUP, help='default MQTT_SHARED_GROUP; "" subscribes plainly')
+        parser.add_argument(
+            "--retire", action="store_true",
+            help="take over this client id's session once more: unsubscribe, store what it still holds, end the session, exit "
+            "(before a bridge is removed for good; see docs/scaling.md)",
+        )
 
     def handle(self, *args, **options):
         if not options["client_id"].strip():
@@ -65,6 +70,7 @@ class Command(BaseCommand):
             topics=options["topics"] or settings.MQTT_TOPICS,
             status_topics=options["status_topics"] or settings.MQTT_STATUS_TOPICS,
             shared_group=options["shared_group"],
+            retire=options["retire"],
             commit_batch=commit_through_worker,
             protocol=settings.MQTT_PROTOCOL,
             batch_max_messages=settings.INGEST_BATCH_MAX_MESSAGES,
