@@ -164,3 +164,25 @@ def test_a_bridge_gone_for_good_holds_its_share_until_it_is_retired(mosquitto, r
 
     assert stop_counts(pipeline.bridges[1].log_path.read_text())[0] == len(first) // 2
     assert stop_counts(pipeline.bridge.log_path.read_text())[0] == len(first) // 2 + len(second)
+
+
+def test_a_batch_slower_than_the_timeout_is_committed_by_whichever_copy_finishes_first(mosquitto, redis_url, tmp_path):
+    """One batch of 3,000 messages (18,000 readings: seconds to commit) with a 0.05 s timeout: it is sent
+    again and again, and each new copy queues behind the earlier ones, so a bridge that waited only for
+    its newest copy would never see a commit. The first copy's commit must count."""
+    site = create_demo_household(channel_keys())
+    rows = read_rows()[:3000]
+    expected = sum(len(row.kwh) for row in rows)
+    slow = {"INGEST_BATCH_TIMEOUT_S": "0.05", "INGEST_BATCH_MAX_MESSAGES": "3000", "INGEST_BATCH_MAX_WAIT_S": "3"}
+    pipeline = Pipeline(tmp_path, mosquitto.url, redis_url, client_id="slow-bridge", env_overrides=slow).start()
+    try:
+        publish_all(mosquitto.url, "5", telemetry_messages(rows), "slow-meter", False)
+        wait_until(lambda: Reading.objects.filter(channel__device__site=site).count() >= expected, 120, f"{expected} readings")
+        time.sleep(3)  # the bridge looks at the earlier copies every 0.2 s
+    finally:
+        pipeline.stop()
+
+    log_text = pipeline.bridge.log_path.read_text()
+    assert "sending it again" in log_text  # the timeout did fire
+    assert stop_counts(log_text)[0] == len(rows)
+    assert Reading.objects.filter(channel__device__site=site).count() == expected

@@ -13,32 +13,49 @@ from telemetry.tasks import ingest_batch
 log = logging.getLogger("telemetry.bridge")
 
 
+# A batch sent again waits this much longer each time, up to the cap: on a loaded database each extra
+# copy of a slow batch competes with the first for the same channel locks and makes both slower still.
+RESEND_TIMEOUT_CAP_S = 600.0
+
+
 def commit_through_worker(messages: list[dict], stop: threading.Event) -> dict | None:
     """Send a batch to the ingest queue and wait until a worker has committed it.
 
     A batch whose worker died, or that took too long, is sent again: storing a
-    batch twice changes nothing. Until it is committed, nothing is acknowledged;
-    if the bridge is stopped first, it returns None and the broker keeps the messages.
+    batch twice changes nothing. The copies sent earlier are still awaited, and the
+    first to commit counts, so a batch that was only slow is not waited for again
+    behind its own repeat. Until it is committed, nothing is acknowledged; if the
+    bridge is stopped first, it returns None and the broker keeps the messages.
     """
     attempt = 0
     while not stop.is_set():
         attempt += 1
-        result = ingest_batch.apply_async(args=[messages], queue=settings.INGEST_QUEUE)
-        deadline = time.monotonic() + settings.INGEST_BATCH_TIMEOUT_S
+        timeout = settings.INGEST_BATCH_TIMEOUT_S
+        copies = [ingest_batch.apply_async(args=[messages], queue=settings.INGEST_QUEUE)]
         try:
-            while not stop.is_set() and time.monotonic() < deadline:
-                try:
-                    return result.get(timeout=1.0, disable_sync_subtasks=False)
-                except CeleryTimeout:
-                    continue  # one-second slices, so a stop is seen promptly
-            if not stop.is_set():
-                log.warning("batch of %d messages not committed within %.0f s; sending it again", len(messages), settings.INGEST_BATCH_TIMEOUT_S)
-        except Exception as exc:  # the worker reported a failure (database down, ...)
+            while not stop.is_set():
+                deadline = time.monotonic() + timeout
+                while not stop.is_set() and time.monotonic() < deadline:
+                    for earlier in copies[:-1]:
+                        if earlier.ready():
+                            return earlier.get(disable_sync_subtasks=False)
+                    try:
+                        # One-second slices, so a stop (and an earlier copy's commit) is seen promptly.
+                        return copies[-1].get(timeout=1.0 if len(copies) == 1 else 0.2, disable_sync_subtasks=False)
+                    except CeleryTimeout:
+                        continue
+                if stop.is_set():
+                    break
+                log.warning("batch of %d messages not committed within %.0f s; sending it again", len(messages), timeout)
+                copies.append(ingest_batch.apply_async(args=[messages], queue=settings.INGEST_QUEUE))
+                timeout = min(timeout * 2, RESEND_TIMEOUT_CAP_S)
+        except Exception as exc:  # a worker reported a failure (database down, ...)
             delay = min(30, 2 ** min(attempt, 5))
             log.warning("batch of %d messages failed (%s); retrying in %d s", len(messages), exc, delay)
             stop.wait(delay)
         finally:
-            result.forget()
+            for sent in copies:
+                sent.forget()
     return None
 
 
