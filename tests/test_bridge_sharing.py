@@ -126,6 +126,8 @@ def test_retained_status_at_bridge_start_sets_the_status_and_not_last_seen(mosqu
         time.sleep(2)
     finally:
         pipeline.stop()
+        for identifier in ("retained-up", "retained-down"):
+            publish_retained(mosquitto.url, f"iotwatt/{identifier}/status", "")  # cleared for later tests
 
     assert device("retained-up").last_seen_at is None and device("retained-down").last_seen_at is None
     committed_a, committed_b = (stop_counts(bridge.log_path.read_text())[0] for bridge in pipeline.bridges)
@@ -139,7 +141,10 @@ def test_a_bridge_gone_for_good_holds_its_share_until_it_is_retired(mosquitto, r
     site = create_demo_household(channel_keys())
     rows = read_rows()
     first, second = rows[:400], rows[400:800]
-    pipeline = Pipeline(tmp_path, mosquitto.url, redis_url, client_id="stay-bridge", more_client_ids=("leave-bridge",)).start()
+    # A status filter no earlier test published on: the counts below are then telemetry messages only.
+    no_statuses = {"MQTT_STATUS_TOPICS": "iotwatt/+/status-of-nobody"}
+    pipeline = Pipeline(tmp_path, mosquitto.url, redis_url, client_id="stay-bridge", more_client_ids=("leave-bridge",),
+                        env_overrides=no_statuses).start()
     stored = lambda: Reading.objects.filter(channel__device__site=site).count()  # noqa: E731
     try:
         pipeline.bridges[1].stop()  # a clean stop, but its session (and group membership) stays with the broker
