@@ -542,9 +542,10 @@ class ChannelInline(TenantInline):
 class DeviceAdmin(TenantAdmin):
     ordering = ["identifier"]
     form = DeviceForm
-    list_display = ["identifier", "name", "site", "device_model"]
-    list_filter = [("site", RelatedOnlyFieldListFilter), ("device_model", RelatedOnlyFieldListFilter)]
+    list_display = ["identifier", "name", "site", "device_model", "online", "status_changed_at", "last_seen_at"]
+    list_filter = [("site", RelatedOnlyFieldListFilter), ("device_model", RelatedOnlyFieldListFilter), "online"]
     search_fields = ["identifier", "name"]
+    readonly_fields = ["online", "status_changed_at", "last_seen_at"]
     inlines = [ChannelInline]
 
 

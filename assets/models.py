@@ -234,6 +234,16 @@ class Device(models.Model):
     # The identity the device uses in its MQTT topics.
     identifier = models.CharField(max_length=128, unique=True)
     name = models.CharField(max_length=200, blank=True)
+    # Written by the ingest only (telemetry/ingest.py), from the device's status topic and its messages.
+    online = models.BooleanField(
+        null=True, default=None, editable=False,
+        help_text="From the device's status topic (retained, its last will says offline); empty: not known yet",
+    )
+    status_changed_at = models.DateTimeField(null=True, editable=False, help_text="When the status last changed")
+    # The arrival of the newest status message applied: a status message that arrived earlier never
+    # overwrites it, even when it reaches the database later (another bridge, a retried batch).
+    status_reported_at = models.DateTimeField(null=True, editable=False)
+    last_seen_at = models.DateTimeField(null=True, editable=False, help_text="Arrival of the device's last message of any kind")
 
     def __str__(self):
         return self.name or self.identifier

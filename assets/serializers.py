@@ -243,7 +243,8 @@ class DeviceModelSerializer(TenantModelSerializer):
 class DeviceSerializer(TenantModelSerializer):
     class Meta:
         model = Device
-        fields = ["id", "site", "device_model", "identifier", "name"]
+        fields = ["id", "site", "device_model", "identifier", "name", "online", "status_changed_at", "last_seen_at"]
+        read_only_fields = ["online", "status_changed_at", "last_seen_at"]  # the ingest writes them, never a client
 
     def validate(self, attrs):
         attrs = super().validate(attrs)

@@ -171,8 +171,30 @@ MQTT_URL = os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883")
 MQTT_PROTOCOL = os.environ.get("MQTT_PROTOCOL", "5")
 if MQTT_PROTOCOL not in {"5", "3.1.1"}:
     raise ImproperlyConfigured(f'MQTT_PROTOCOL must be "5" or "3.1.1", not {MQTT_PROTOCOL!r}')
-MQTT_CLIENT_ID = os.environ.get("MQTT_CLIENT_ID", "iotwatt-bridge-1")
-MQTT_TOPICS = [t for t in os.environ.get("MQTT_TOPICS", "iotwatt/+/telemetry").split(",") if t]
+# One per bridge process: the broker keeps each client id's session (subscriptions, unacknowledged messages).
+MQTT_CLIENT_ID = os.environ.get("MQTT_CLIENT_ID", "iotwatt-bridge-1").strip()
+if not MQTT_CLIENT_ID:
+    raise ImproperlyConfigured("MQTT_CLIENT_ID must name this bridge (unique per bridge process)")
+
+
+def _topic_filters(name: str, default: str) -> list[str]:
+    filters = [t.strip() for t in os.environ.get(name, default).split(",") if t.strip()]
+    for topic_filter in filters:
+        if topic_filter.startswith("$share/"):
+            raise ImproperlyConfigured(f"{name}: give {topic_filter!r} without $share/<group>/; MQTT_SHARED_GROUP adds it")
+    return filters
+
+
+# Telemetry topic filters (comma-separated). Add the topics of third-party devices here, e.g. tele/+/SENSOR.
+MQTT_TOPICS = _topic_filters("MQTT_TOPICS", "iotwatt/+/telemetry")
+# Device status topic filters: retained, so every bridge subscribes to them plainly (see MQTT_SHARED_GROUP),
+# e.g. tele/+/LWT (Tasmota), +/online (Shelly Gen2), +/status (ESPHome).
+MQTT_STATUS_TOPICS = _topic_filters("MQTT_STATUS_TOPICS", "iotwatt/+/status")
+# Bridges with the same group split the telemetry between them ($share/<group>/<filter>); empty: every
+# bridge receives every message (one bridge, or a broker without shared subscriptions such as amqtt).
+MQTT_SHARED_GROUP = os.environ.get("MQTT_SHARED_GROUP", "iotwatt").strip()
+if any(c in MQTT_SHARED_GROUP for c in "/+#"):
+    raise ImproperlyConfigured(f"MQTT_SHARED_GROUP must be a plain name without / + #, not {MQTT_SHARED_GROUP!r}")
 # Messages per ingest batch, and how long the bridge waits to fill one.
 INGEST_BATCH_MAX_MESSAGES = int(os.environ.get("INGEST_BATCH_MAX_MESSAGES", "500"))
 INGEST_BATCH_MAX_WAIT_S = float(os.environ.get("INGEST_BATCH_MAX_WAIT_S", "0.5"))

@@ -6,6 +6,13 @@ worker or the database dies first, the broker keeps the message in the bridge's
 persistent session and delivers it again; storage keyed by (channel, time)
 makes the repeat harmless.
 
+Several bridges split the telemetry through a shared subscription
+(`$share/<group>/<filter>`): the broker gives each message to one of them.
+Status topics are subscribed plainly by every bridge, because a broker does not
+send retained messages on a shared subscription (MQTT 5, 4.8.2) and the retained
+status is what a starting bridge needs; recording a status is latest-wins, so
+several bridges recording the same one is harmless. See docs/scaling.md.
+
 Several batches are on their way at once, so the workers are never idle while
 the bridge waits for one commit; the acknowledgements still go out in the order
 the messages came (MQTT asks for that), a batch's only after every earlier one's.
@@ -29,6 +36,12 @@ from paho.mqtt.properties import Properties
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue a week while the bridge is down
+# MQTT 5 subscription identifiers: the broker tells which of our subscriptions delivered a message.
+TELEMETRY_SUBSCRIPTION = 1
+STATUS_SUBSCRIPTION = 2
+# Retiring: the session is drained once nothing has arrived for this long after the unsubscription.
+# The broker sends queued messages as fast as we acknowledge them, so a pause this long means none are left.
+RETIRE_IDLE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,9 @@ def message_record(message: mqtt.MQTTMessage, received_at: datetime) -> dict:
     record = {"topic": message.topic, "received_at": received_at.isoformat()}
     if message.dup:
         record["redelivered"] = True  # the broker sent it before: see telemetry/redelivery.py
+    if message.retain:
+        # Set only on a retained message replayed to a new subscription: the broker's memory, not the device now.
+        record["retained"] = True
     try:
         record["payload"] = message.payload.decode("utf-8")
     except UnicodeDecodeError:
@@ -106,9 +122,17 @@ class MqttBridge:
         batch_max_messages: int = 500,
         batch_max_wait_s: float = 0.5,
         batches_in_flight: int = 4,
+        status_topics: list[str] = (),
+        shared_group: str = "",
+        retire: bool = False,
     ):
+        """`retire`: take over the session of `client_id` one last time to end it (see `run`)."""
         self.broker = BrokerAddress.from_url(broker_url)
-        self.topics = topics
+        self.client_id = client_id
+        self.status_topics = list(status_topics)
+        self.telemetry_subscriptions = [f"$share/{shared_group}/{topic}" if shared_group else topic for topic in topics]
+        # Every subscription filter, for logs; status filters stay plain on purpose (see the module's docstring).
+        self.topics = self.telemetry_subscriptions + self.status_topics
         self.protocol = protocol
         self.submit_batch = submit_batch
         self.batch_max_messages = batch_max_messages
@@ -123,30 +147,78 @@ class MqttBridge:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self._pending_subscriptions: set[int] = set()
+        self.retire = retire
+        self._unsubscribed = threading.Event()
+        self._last_arrival = time.monotonic()
+        self.client.on_unsubscribe = self._on_unsubscribe
         self.committed_messages = 0
+        self.duplicates_dropped = 0
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
             log.error("MQTT connect refused: %s", reason_code)
             return
         self._generation += 1
-        log.info("connected to %s:%s (session present: %s)", self.broker.host, self.broker.port, flags.session_present)
-        client.subscribe([(topic, 1) for topic in self.topics])
+        log.info("connected to %s:%s as %s (session present: %s)", self.broker.host, self.broker.port, self.client_id, flags.session_present)
+        if self.retire:
+            # No new messages for this session from now on; what it holds already still comes.
+            self._last_arrival = time.monotonic()
+            client.unsubscribe(self.topics)
+            return
+        # Subscribing again on every connect also makes the broker send the retained statuses again.
+        self._pending_subscriptions = {
+            self._subscribe(self.telemetry_subscriptions, TELEMETRY_SUBSCRIPTION),
+            self._subscribe(self.status_topics, STATUS_SUBSCRIPTION),
+        } - {None}
         self._connected.set()
+
+    def _subscribe(self, filters: list[str], subscription_id: int) -> int | None:
+        if not filters:
+            return None
+        properties = None
+        if self.protocol == "5":
+            properties = Properties(PacketTypes.SUBSCRIBE)
+            properties.SubscriptionIdentifier = subscription_id
+        _, mid = self.client.subscribe([(topic, 1) for topic in filters], properties=properties)
+        return mid
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         refused = [code for code in reason_codes if code.is_failure]
         if refused:
             log.error("subscription to %s refused: %s", self.topics, refused)
-        else:
+            return
+        self._pending_subscriptions.discard(mid)
+        if not self._pending_subscriptions:
             log.info("subscribed to %s", ", ".join(self.topics))
+
+    def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties):
+        log.info("retiring: unsubscribed from %s; storing what the session still holds", ", ".join(self.topics))
+        self._unsubscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self._connected.clear()
         log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, message):
+        if self._is_second_copy_of_status(message):
+            # Its copy from the status subscription is processed; this one is acknowledged and dropped,
+            # so the message is neither stored nor counted twice.
+            client.ack(message.mid, message.qos)
+            self.duplicates_dropped += 1
+            return
+        self._last_arrival = time.monotonic()
         self._inbox.put((self._generation, message, datetime.now(timezone.utc)))
+
+    def _is_second_copy_of_status(self, message: mqtt.MQTTMessage) -> bool:
+        """A status topic also matched by a telemetry filter reaches us once per subscription (MQTT 5 tells
+        them apart by subscription identifier; with 3.1.1 both copies are processed, which is harmless)."""
+        identifiers = getattr(message.properties, "SubscriptionIdentifier", None) if message.properties else None
+        return (
+            bool(identifiers)
+            and STATUS_SUBSCRIPTION not in identifiers
+            and any(mqtt.topic_matches_sub(status_filter, message.topic) for status_filter in self.status_topics)
+        )
 
     def _next_batch(self, stop: threading.Event, idle_s: float | None = None) -> list[tuple]:
         """Up to batch_max_messages, waiting batch_max_wait_s from the first; empty after `idle_s` without one."""
@@ -160,8 +232,8 @@ class MqttBridge:
             try:
                 batch.append(self._inbox.get(timeout=timeout))
             except queue.Empty:
-                if batch or (idle_until is not None and time.monotonic() >= idle_until):
-                    break
+                if batch or self.retire or (idle_until is not None and time.monotonic() >= idle_until):
+                    break  # a retiring bridge looks up between polls to see whether it is done
                 continue
             if deadline is None:
                 deadline = time.monotonic() + self.batch_max_wait_s
@@ -182,7 +254,13 @@ class MqttBridge:
                 stop.wait(delay)
                 delay = min(delay * 2, 30.0)
 
+    def _drained(self) -> bool:
+        return self._unsubscribed.is_set() and self._inbox.empty() and time.monotonic() - self._last_arrival > RETIRE_IDLE_S
+
     def run(self, stop: threading.Event) -> None:
+        """Until `stop`. A retiring bridge instead unsubscribes, stores what its session holds (a shared
+        subscription keeps giving an offline member its share, which waits in its session), and then
+        ends the session, so the broker no longer gives it a share of the group's messages."""
         self._connect_with_backoff(stop)
         if stop.is_set():
             return
@@ -197,6 +275,8 @@ class MqttBridge:
                         records = [message_record(message, at) for _, message, at in batch]
                         in_flight.append((batch, self.submit_batch(records)))
                 if not in_flight:
+                    if self.retire and self._drained():
+                        break
                     continue
                 oldest, pending = in_flight[0]
                 room = len(in_flight) < self.batches_in_flight
@@ -206,8 +286,32 @@ class MqttBridge:
                 self._acknowledge(oldest)
             # Stopped: what is not committed is not acknowledged, and the broker keeps it.
         finally:
+            log.info("stopping: %d messages committed, %d duplicate status copies dropped", self.committed_messages, self.duplicates_dropped)
+            if self.retire and self._drained():
+                self._end_session()
+            else:
+                self.client.disconnect()
+            self.client.loop_stop()
+
+    def _end_session(self) -> None:
+        if self.protocol == "5":
+            properties = Properties(PacketTypes.DISCONNECT)
+            properties.SessionExpiryInterval = 0  # the broker discards the session on this disconnect
+            self.client.disconnect(properties=properties)
+        else:
+            # MQTT 3.1.1 ends a session only by connecting with a clean session.
             self.client.disconnect()
             self.client.loop_stop()
+            clean = make_client(self.broker, self.client_id, self.protocol, persistent=False)
+            accepted = threading.Event()
+            clean.on_connect = lambda *_: accepted.set()
+            connect(clean, self.broker, self.protocol, persistent=False)
+            clean.loop_start()
+            if not accepted.wait(30):  # CONNACK: the broker has dropped the old session
+                log.error("the broker did not answer the clean connect; the session of %s may remain", self.client_id)
+            clean.disconnect()
+            clean.loop_stop()
+        log.info("retired: the broker no longer keeps a session for %s", self.client_id)
 
     def _acknowledge(self, batch: list[tuple]) -> None:
         for generation, message, _ in batch:

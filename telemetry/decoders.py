@@ -25,6 +25,11 @@ A JSON object. Built-in maps are in telemetry/parameter_maps.py.
       "channels": {                          # json, plain and csv topics: one entry per channel key
         "energy": {"path": "ENERGY.Total", "metric": "energy", "unit": "kWh", "rollover": 100000},
         "power": {"path": "ENERGY.Power", "metric": "power", "unit": "W", "sample": "instant", "sign": 1}
+      },
+      "status": {                            # optional: the device's availability topic
+        "topic": "tele/{device}/LWT",        # one {device}, no {channel}; no telemetry topic may match it
+        "online": "Online",                  # payload text (or a list of them) meaning online ...
+        "offline": ["Offline"]               # ... and offline (compared after trimming white space)
       }
     }
 
@@ -64,6 +69,13 @@ Timestamps (see telemetry/formats/timestamps.py):
    "unsynced": "refuse" | "arrival"}  a time before 2000 is a clock never set (Tasmota 1970-01-01,
                Shelly ts 1.61 after boot): refuse the message, or use the arrival time instead.
 
+Device status: devices publish their availability on a topic of its own, retained, and set it
+as their MQTT last will, so the broker publishes "offline" when the connection dies without a
+goodbye and keeps the latest state for anyone who subscribes later. `decode_status` reads it:
+True (online), False (offline), or None for a topic that is not the map's status topic. A
+status payload that is neither value raises DecodeError. Status topics count as the device's
+topics (`topic_patterns`), so no other device may claim them.
+
 Outcome: `decode` returns (readings, problems). A problem with the whole message (not JSON, a
 topic no pattern matches, no usable time) raises DecodeError and the message becomes a dead
 letter with that reason; a bad value of one channel (null, NaN, "nan", "unavailable", text) is a
@@ -79,7 +91,7 @@ from .formats.errors import DecodeError, ParameterMapError
 from .formats.map_spec import MapSpec, TopicSpec, parse_map
 from .formats.readings import DecodedReading
 from .formats.timestamps import parse_timestamp, resolve_time
-from .formats.topics import match_topic, topic_regex
+from .formats.topics import levels_overlap, match_topic, topic_regex
 from .formats.units import BASE_UNITS, UNIT_CONVERSIONS, finite_number
 
 __all__ = [
@@ -90,6 +102,7 @@ __all__ = [
     "DecodedReading",
     "ParameterMapError",
     "decode",
+    "decode_status",
     "device_identifier",
     "finite_number",
     "parse_timestamp",
@@ -119,6 +132,9 @@ def topic_patterns(parameter_map) -> list[str]:
     if not isinstance(entries, list):
         return []
     patterns = [entry.get("pattern") if isinstance(entry, dict) else entry for entry in entries]
+    status = parameter_map.get("status")
+    if isinstance(status, dict):
+        patterns.append(status.get("topic"))
     return [pattern for pattern in patterns if isinstance(pattern, str)]
 
 
@@ -132,11 +148,7 @@ def claimed_topics(parameter_map, identifier: str) -> list[list[str]]:
 
 def topics_overlap(first: list[list[str]], second: list[list[str]]) -> bool:
     """Could one published topic be claimed by both sets? Then a device could receive another's data."""
-    return any(
-        len(a) == len(b) and all(x == y or "+" in (x, y) for x, y in zip(a, b))
-        for a in first
-        for b in second
-    )
+    return any(levels_overlap(a, b) for a in first for b in second)
 
 
 def device_identifier(topic: str, parameter_map_or_pattern) -> str | None:
@@ -185,6 +197,33 @@ def decode(
             )
         )
     return readings, problems
+
+
+def decode_status(topic: str, payload: str | bytes, parameter_map: dict) -> bool | None:
+    """True (online) or False (offline) for a message on the map's status topic; None for any other topic."""
+    # Most messages are telemetry: a regex match tells them apart before the whole map is checked.
+    status = parameter_map.get("status") if isinstance(parameter_map, dict) else None
+    status_pattern = status.get("topic") if isinstance(status, dict) else None
+    if not isinstance(status_pattern, str) or not match_topic(topic, status_pattern):
+        return None
+    try:
+        spec = parse_map(parameter_map)
+    except ParameterMapError as exc:
+        raise DecodeError(f"the device model's parameter map is wrong: {exc}") from exc
+    if spec.status is None or not spec.status.regex.match(topic):
+        return None
+    try:
+        text = (payload.decode("utf-8") if isinstance(payload, bytes) else payload).strip()
+    except UnicodeDecodeError:
+        raise DecodeError("the status payload is not UTF-8 text") from None
+    if text in spec.status.online:
+        return True
+    if text in spec.status.offline:
+        return False
+    raise DecodeError(
+        f"status payload {text[:100]!r} is neither online ({', '.join(sorted(spec.status.online))}) "
+        f"nor offline ({', '.join(sorted(spec.status.offline))})"
+    )
 
 
 def _matching_topic(spec: MapSpec, topic: str) -> tuple[TopicSpec, re.Match]:

@@ -15,9 +15,10 @@ from django.db import DataError, IntegrityError, transaction
 
 from assets.models import Channel, Device
 
-from .decoders import DecodeError, compile_map, decode, device_identifier
-from .formats.map_spec import MapSpec
+from .decoders import DecodeError, compile_map, decode, decode_status, device_identifier
+from .device_status import DeviceActivity
 from .energy import Sample
+from .formats.map_spec import MapSpec
 from .models import DeadLetter
 from .pending import keep_unclaimed
 from .raw_messages import message_payload, payload_size, stored_payload
@@ -171,6 +172,7 @@ def _ingest(messages: list[dict]) -> IngestResult:
     # Per redelivered message, its readings stamped with the arrival time: perhaps stored at the first arrival.
     redelivered_arrival_readings: list[list[tuple[int, datetime, float]]] = []
     unclaimed: list[tuple[dict, datetime]] = []
+    activity = DeviceActivity()
 
     for message in messages:
         topic = message["topic"]
@@ -195,6 +197,15 @@ def _ingest(messages: list[dict]) -> IngestResult:
                 dead_letter(f"no single registered device claims this topic: {len(claimants)} devices do ({names})")
             else:
                 unclaimed.append((message, received_at))
+            continue
+        activity.message(device.pk, received_at, retained=message.get("retained", False))
+        try:
+            online = decode_status(topic, message_payload(message), device.device_model.parameter_map)
+        except DecodeError as exc:
+            dead_letter(str(exc))
+            continue
+        if online is not None:  # the device's status topic: no readings in it
+            activity.status(device.pk, online, received_at)
             continue
         try:
             if device.device_model_id not in compiled_maps:
@@ -234,6 +245,9 @@ def _ingest(messages: list[dict]) -> IngestResult:
             dead_letter("; ".join(problems))
         if message_times:
             result.measured_at.append(max(message_times))
+
+    # Its own short statement: status and last seen are latest-wins, so a repeat after a failed batch is harmless.
+    activity.save()
 
     # Energy buckets come from counter channels; power readings are stored as they are.
     counter_batch: dict[int, list[Sample]] = defaultdict(list)

@@ -17,8 +17,11 @@ def _counter(path, unit: str) -> dict:
 
 # The native IotWatt telemetry message: many channels per message, values with their unit in the field name.
 # Channel keys come from the payload ("grid_import", ...).
+# Status: a native device publishes "online" retained on `iotwatt/<device>/status` once connected and
+# sets "offline" (retained) there as its last will, so the broker announces a connection that dies.
 IOTWATT_NATIVE = {
     "topic": "iotwatt/{device}/telemetry",
+    "status": {"topic": "iotwatt/{device}/status", "online": "online", "offline": "offline"},
     "timestamp": {"path": "ts", "format": "iso8601"},
     "channels_path": "channels",
     "quantities": {
@@ -43,6 +46,7 @@ IOTWATT_NATIVE = {
 # Time: Tasmota's Time is local wall-clock time without offset, in whatever Timezone the device is
 # set to, and 1970-01-01T.. before NTP syncs. The built-in map cannot know the device's zone, so it
 # uses the arrival time (Tasmota publishes the moment it reads). tasmota_sensor_in(zone) reads Time.
+# Status: `tele/<topic>/LWT`, "Online" (retained, on connect) and "Offline" (retained, the last will).
 _TASMOTA_CHANNELS = {
     "energy": _counter("ENERGY.Total", "kWh"),
     "power": _rate("ENERGY.Power", "power", "W"),
@@ -62,6 +66,7 @@ TASMOTA_SENSOR = {
     ],
     "timestamp": {"source": "arrival"},
     "channels": _TASMOTA_CHANNELS,
+    "status": {"topic": "tele/{device}/LWT", "online": "Online", "offline": "Offline"},
 }
 
 
@@ -83,8 +88,12 @@ def tasmota_sensor_in(timezone: str, unsynced: str = "arrival") -> dict:
 #   returned_energy  switch:0.ret_aenergy.total Wh (bidirectional models)
 #   voltage          switch:0.voltage V         current          switch:0.current A
 #   frequency        switch:0.freq Hz           power_factor     switch:0.pf
+# Status (every Gen2/Gen3 device): `<prefix>/online`, "true" (retained, on connect) and "false" (the last will).
 # Not read: aenergy.by_minute (mWh per minute, stamped by minute_ts, not params.ts: interval energy
 # with its own time; the counter gives the same energy).
+_SHELLY_STATUS = {"topic": "{device}/online", "online": "true", "offline": "false"}
+
+
 def _shelly_component_map(component: str, channels: dict) -> dict:
     prefix = f"params.{component}."
     return {
@@ -95,6 +104,7 @@ def _shelly_component_map(component: str, channels: dict) -> dict:
             {"pattern": f"{{device}}/status/{component}", "wrap": f"params.{component}", "timestamp": {"source": "arrival"}},
         ],
         "channels": {key: dict(spec, path=prefix + spec["path"]) for key, spec in channels.items()},
+        "status": dict(_SHELLY_STATUS),
     }
 
 
@@ -145,6 +155,7 @@ SHELLY_PRO_3EM = {
         {"pattern": "{device}/status/emdata:0", "wrap": "emdata:0", "timestamp": {"source": "arrival"}},
     ],
     "channels": {**_EM0, **_EMDATA0},
+    "status": dict(_SHELLY_STATUS),
 }
 
 
@@ -172,6 +183,7 @@ SHELLY_EM1 = {
         for component in ("em1:0", "em1:1", "em1data:0", "em1data:1")
     ],
     "channels": {**_em1_channels(0), **_em1_channels(1)},
+    "status": dict(_SHELLY_STATUS),
 }
 
 
@@ -182,6 +194,7 @@ SHELLY_EM1 = {
 # Channel keys: power W, voltage V, current A, power_factor, frequency Hz, apparent_power VA,
 # reactive_power var, energy kWh (a total_increasing counter), daily_energy and total_daily_energy
 # kWh (counters that reset at the node's local midnight: a reset to the counter maths).
+# Status: `<node>/status`, "online" (the birth message) and "offline" (the last will), both retained.
 ESPHOME_STATE = {
     "format": "plain",
     "topic": "{device}/sensor/{channel}/state",
@@ -197,6 +210,7 @@ ESPHOME_STATE = {
         "daily_energy": {"metric": "energy", "unit": "kWh"},
         "total_daily_energy": {"metric": "energy", "unit": "kWh"},
     },
+    "status": {"topic": "{device}/status", "online": "online", "offline": "offline"},
 }
 
 
@@ -212,6 +226,8 @@ ESPHOME_STATE = {
 #           averaged over the reporting interval
 #   E1..E6  Wh cumulative counters per CT
 # Not read: MSG (message counter), T1..T3 (temperatures), pulse.
+# No status: emonhub's MQTT interfacer sets no last will and publishes no availability topic, and the
+# emonTx nodes reach the broker only through the hub; a node's status is its last message (last_seen_at).
 EMONHUB = {
     "format": "json",
     "topics": [

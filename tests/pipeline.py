@@ -64,7 +64,18 @@ class ManagedProcess:
 
 
 class Pipeline:
-    def __init__(self, workdir: Path, mqtt_url: str, redis_url: str, client_id: str = "iotwatt-test-bridge"):
+    """A Celery worker and one MQTT bridge per client id; `bridge` is the first. The bridges share a
+    subscription group of this pipeline's own, so they split the telemetry between them."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        mqtt_url: str,
+        redis_url: str,
+        client_id: str = "iotwatt-test-bridge",
+        more_client_ids: tuple[str, ...] = (),
+        env_overrides: dict | None = None,
+    ):
         env = dict(os.environ)
         env.update(
             DJANGO_SETTINGS_MODULE="iotwatt.settings",
@@ -77,7 +88,11 @@ class Pipeline:
             DATABASE_CONN_MAX_AGE="0",
             # A queue of this pipeline's own: another test run's worker on the same Redis never takes its batches.
             INGEST_QUEUE=f"ingest-test-{uuid.uuid4().hex[:12]}",
+            # A group of this pipeline's own: the broker keeps the sessions of earlier tests' bridges (and
+            # their share of each group's messages) after they stop, so a common group would lose messages to them.
+            MQTT_SHARED_GROUP=f"test-{uuid.uuid4().hex[:12]}",
         )
+        env.update(env_overrides or {})
         self.mqtt_url = mqtt_url
         self.worker = ManagedProcess(
             "worker",
@@ -85,17 +100,24 @@ class Pipeline:
              "--without-gossip", "--without-mingle", "--loglevel", "INFO", "-n", f"test-{client_id}@%h"],
             env, workdir / "worker.log", "ready.",
         )
-        self.bridge = ManagedProcess(
-            "bridge", [sys.executable, "manage.py", "mqtt_bridge", "--client-id", client_id], env, workdir / "bridge.log", "subscribed to"
-        )
+        self.bridges = [
+            ManagedProcess(
+                "bridge", [sys.executable, "manage.py", "mqtt_bridge", "--client-id", bridge_id], env,
+                workdir / ("bridge.log" if bridge_id == client_id else f"bridge-{bridge_id}.log"), "subscribed to",
+            )
+            for bridge_id in (client_id, *more_client_ids)
+        ]
+        self.bridge = self.bridges[0]
 
     def start(self) -> "Pipeline":
         self.worker.start()
-        self.bridge.start()
+        for bridge in self.bridges:
+            bridge.start()
         return self
 
     def stop(self) -> None:
-        self.bridge.stop()
+        for bridge in self.bridges:
+            bridge.stop()
         self.worker.stop()
 
 

@@ -176,6 +176,8 @@ def with_prefix(parameter_map: dict, prefix: str) -> dict:
     prefixed = copy.deepcopy(parameter_map)
     for topic in prefixed["topics"]:
         topic["pattern"] = prefix + topic["pattern"]
+    if "status" in prefixed:
+        prefixed["status"]["topic"] = prefix + prefixed["status"]["topic"]
     return prefixed
 
 
@@ -339,8 +341,9 @@ def test_esphome_states_that_are_not_numbers_are_problems(payload):
     assert readings == [] and len(problems) == 1 and "'power'" in problems[0]
 
 
-def test_esphome_availability_topic_is_not_a_state_topic():
-    assert device_identifier(ESPHOME[0]["topic"], ESPHOME_STATE) is None
+def test_esphome_availability_topic_is_the_device_status_not_a_state_topic():
+    # The device's own topic (so no other device may claim it), read by decode_status, never as readings.
+    assert device_identifier(ESPHOME[0]["topic"], ESPHOME_STATE) == "garage-meter"
     with pytest.raises(DecodeError, match="matches none of the map's topic patterns"):
         read(ESPHOME[0]["topic"], ESPHOME[0]["payload"], ESPHOME_STATE)
 

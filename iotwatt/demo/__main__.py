@@ -40,6 +40,7 @@ def start_services() -> object | None:
         os.environ[SERVICE_VARIABLES[name]] = services.env()[SERVICE_VARIABLES[name]]
     if "mqtt" in needed:
         os.environ["MQTT_PROTOCOL"] = "3.1.1"  # the embedded broker speaks MQTT 3.1.1 only
+        os.environ["MQTT_SHARED_GROUP"] = ""  # and delivers nothing on shared subscriptions; the demo runs one bridge
     return services
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from .errors import ParameterMapError
 from .paths import Path, parse_path
 from .timestamps import ARRIVAL, TimestampSpec, parse_timestamp_spec
-from .topics import pattern_problem, topic_regex
+from .topics import levels_overlap, pattern_problem, topic_regex, wildcard_levels
 from .units import UNIT_CONVERSIONS, finite_number
 
 FORMATS = ("iotwatt_native", "json", "plain", "csv")
@@ -19,7 +19,8 @@ SAMPLES = ("instant", "interval_average")
 # Maps stored before formats existed have no "format": they are native IotWatt maps.
 DEFAULT_FORMAT = "iotwatt_native"
 
-_MAP_KEYS = {"description", "format", "topic", "topics", "timestamp", "channels", "channels_path", "quantities"}
+_MAP_KEYS = {"description", "format", "topic", "topics", "timestamp", "channels", "channels_path", "quantities", "status"}
+_STATUS_KEYS = {"topic", "online", "offline", "description"}
 _TOPIC_KEYS = {"pattern", "format", "root", "wrap", "timestamp", "channel"}
 _QUANTITY_KEYS = {"metric", "unit", "scale", "sign", "sample", "rollover", "description"}
 _CHANNEL_KEYS = _QUANTITY_KEYS | {"path", "column"}
@@ -50,11 +51,22 @@ class TopicSpec:
 
 
 @dataclass(frozen=True)
+class StatusSpec:
+    """The device's availability topic (retained, usually its MQTT last will) and what its payloads mean."""
+
+    pattern: str
+    regex: re.Pattern
+    online: frozenset[str]
+    offline: frozenset[str]
+
+
+@dataclass(frozen=True)
 class MapSpec:
     topics: tuple[TopicSpec, ...]
     channels: dict[str, Quantity]  # json, plain, csv: by channel key
     channels_path: Path  # native: where the channels object sits
     quantities: dict[str, Quantity]  # native: by payload field name
+    status: StatusSpec | None = None
 
 
 def _format(value, label: str) -> str:
@@ -99,7 +111,39 @@ def parse_map(raw) -> MapSpec:
                 raise ParameterMapError(f"topic {topic.pattern!r} carries channel {topic.channel!r}, which \"channels\" does not define.")
             if topic.format == "csv" and not any(q.column is not None for q in channels.values()):
                 raise ParameterMapError(f'topic {topic.pattern!r} is CSV, but no channel gives its "column".')
-    return MapSpec(topics=topics, channels=channels, channels_path=channels_path, quantities=quantities)
+    status = _status(raw["status"], topics) if "status" in raw else None
+    return MapSpec(topics=topics, channels=channels, channels_path=channels_path, quantities=quantities, status=status)
+
+
+def _status(entry, topics: tuple[TopicSpec, ...]) -> StatusSpec:
+    if not isinstance(entry, dict):
+        raise ParameterMapError('"status" must be an object like {"topic": "tele/{device}/LWT", "online": "Online", "offline": "Offline"}.')
+    unknown = sorted(str(key) for key in set(entry) - _STATUS_KEYS)
+    if unknown:
+        raise ParameterMapError(f'"status" has unknown key(s) {unknown}; it may hold {sorted(_STATUS_KEYS)}.')
+    pattern = entry.get("topic")
+    problem = pattern_problem(pattern)
+    if problem:
+        raise ParameterMapError(f'"status.topic" {problem}.')
+    if "{channel}" in pattern:
+        raise ParameterMapError('"status.topic" names the device only; a status is not a channel\'s.')
+    # Checked in order, status first: a telemetry topic that could also be the status topic would lose its readings.
+    for topic in topics:
+        if levels_overlap(wildcard_levels(pattern), wildcard_levels(topic.pattern)):
+            raise ParameterMapError(f'"status.topic" {pattern!r} could also be the telemetry topic {topic.pattern!r}; give it a topic of its own.')
+    online = _status_values(entry.get("online"), '"status.online"')
+    offline = _status_values(entry.get("offline"), '"status.offline"')
+    if online & offline:
+        raise ParameterMapError(f'"status": {sorted(online & offline)} cannot mean both online and offline.')
+    return StatusSpec(pattern=pattern, regex=topic_regex(pattern), online=online, offline=offline)
+
+
+def _status_values(raw, label: str) -> frozenset[str]:
+    values = [raw] if isinstance(raw, str) else raw
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) and v.strip() for v in values):
+        raise ParameterMapError(f"{label} must be the payload text (or a list of them), e.g. \"online\", not {_short(raw)}.")
+    return frozenset(v.strip() for v in values)
+
 
 
 def _topic_entries(raw: dict) -> list[tuple[str, object]]:
@@ -203,4 +247,3 @@ def _quantity(where: str, key, spec, allowed: set[str]) -> Quantity:
 def _short(raw) -> str:
     text = repr(raw)
     return text if len(text) <= 60 else text[:57] + "..."
-

@@ -32,3 +32,13 @@ def match_topic(topic: str, pattern: str) -> re.Match | None:
         return topic_regex(pattern).match(topic)
     except re.error:  # an unchecked pattern with {device} twice
         return None
+
+
+def wildcard_levels(pattern: str) -> list[str]:
+    """The pattern's levels, "+" for any level a placeholder is in (it can be any text there)."""
+    return ["+" if _PLACEHOLDER.search(level) else level for level in pattern.split("/")]
+
+
+def levels_overlap(first: list[str], second: list[str]) -> bool:
+    """Could one published topic match both (levels, "+" for any one level)?"""
+    return len(first) == len(second) and all(a == b or "+" in (a, b) for a, b in zip(first, second))
