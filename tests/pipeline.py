@@ -64,11 +64,20 @@ class ManagedProcess:
 
 
 class Pipeline:
-    def __init__(self, workdir: Path, mqtt_url: str, redis_url: str, client_id: str = "iotwatt-test-bridge"):
+    def __init__(
+        self,
+        workdir: Path,
+        mqtt_url: str,
+        redis_url: str,
+        client_id: str = "iotwatt-test-bridge",
+        database: str | None = None,
+        settings: dict[str, str] | None = None,
+    ):
+        """`database`: a URL, default the test database. `settings`: more environment for both processes."""
         env = dict(os.environ)
         env.update(
             DJANGO_SETTINGS_MODULE="iotwatt.settings",
-            DATABASE_URL=database_url(),
+            DATABASE_URL=database or database_url(),
             REDIS_URL=redis_url,
             MQTT_URL=mqtt_url,
             MQTT_PROTOCOL="5",
@@ -78,6 +87,7 @@ class Pipeline:
             # A queue of this pipeline's own: another test run's worker on the same Redis never takes its batches.
             INGEST_QUEUE=f"ingest-test-{uuid.uuid4().hex[:12]}",
         )
+        env.update(settings or {})
         self.mqtt_url = mqtt_url
         self.worker = ManagedProcess(
             "worker",
@@ -99,10 +109,11 @@ class Pipeline:
         self.worker.stop()
 
 
-def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.2) -> None:
+def wait_until(predicate, timeout_s: float, what, poll_s: float = 0.2) -> None:
+    """`what`: a text, or a function giving one, called only on a timeout (to show the state then)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what() if callable(what) else what}")
