@@ -144,6 +144,12 @@ def test_a_payload_that_is_not_utf8_is_refused_as_not_json():
         decode_native(b'{"ts": "\xff"}')
 
 
+def test_an_integer_too_long_for_python_to_read_is_refused_as_not_json():
+    """Python refuses to convert more than 4,300 digits (a guard against slow conversions) with a plain ValueError."""
+    with pytest.raises(DecodeError, match="not JSON"):
+        decode_native('{"ts": "%s", "channels": {"a": {"energy_wh": %s}}}' % (TS, "9" * 5000))
+
+
 @pytest.mark.parametrize("document", ["[1, 2]", "42", '"text"', "null"])
 def test_a_json_document_that_is_not_an_object_is_refused(document):
     with pytest.raises(DecodeError, match="not a JSON object"):
