@@ -129,6 +129,12 @@ def test_a_timestamp_that_is_not_iso_8601_is_refused():
         decode_native(native({"a": {"energy_wh": 1.0}}, ts="yesterday at noon"))
 
 
+@pytest.mark.parametrize("ts", ["2016-01-01T01:00:00Z\x00", "2016-01-01T01:00:00Z\x00junk"])
+def test_a_timestamp_with_a_nul_is_refused_though_the_text_before_it_is_iso_8601(ts):
+    with pytest.raises(DecodeError, match="not ISO 8601"):
+        decode_native(native({"a": {"energy_wh": 1.0}}, ts=ts))
+
+
 def test_a_numeric_timestamp_is_refused_by_an_iso_8601_map():
     with pytest.raises(DecodeError, match="not an ISO 8601 string"):
         decode_native(native({"a": {"energy_wh": 1.0}}, ts=1451610000))
