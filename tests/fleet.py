@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 ENERGY_KEYS = [f"ch{n:02d}" for n in range(1, 9)]
 POWER_KEYS = [f"ch{n:02d}" for n in range(9, 17)]
+READINGS_PER_MESSAGE = len(ENERGY_KEYS) + len(POWER_KEYS)
 FIRST_TIME = datetime(2025, 6, 1, tzinfo=timezone.utc)
 INTERVAL = timedelta(minutes=1)
 
@@ -28,7 +29,7 @@ class Fleet:
 
     @property
     def readings(self) -> int:
-        return self.devices * self.messages_per_device * (len(ENERGY_KEYS) + len(POWER_KEYS))
+        return self.devices * self.messages_per_device * READINGS_PER_MESSAGE
 
     def time(self, index: int) -> datetime:
         return FIRST_TIME + index * INTERVAL
