@@ -52,10 +52,19 @@ class ManagedProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=30)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process holds what it has and takes nothing more, as a stalled consumer does."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.process.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         """A clean shutdown, then nothing of the process group left behind."""
         if self.process is None:
             return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGCONT)  # a paused process would not see the SIGTERM
         self.kill(signal.SIGTERM)
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
