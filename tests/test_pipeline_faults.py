@@ -21,7 +21,7 @@ import pytest
 from django.conf import settings
 
 from assets.models import Channel, Device
-from telemetry.models import EnergyBucket, Reading
+from telemetry.models import DeadLetter, EnergyBucket, Reading
 
 from .conftest import Mosquitto
 from .dedicated_postgres import DedicatedPostgres
@@ -81,6 +81,9 @@ class StoredReadings:
             JOIN {Device._meta.db_table} d ON d.id = c.device_id
             """
         )
+
+    def dead_letters(self) -> int:
+        return self._query(f"SELECT count(*) FROM {DeadLetter._meta.db_table}")[0][0]
 
     def energy_per_counter(self) -> dict[tuple[str, str], float]:
         rows = self._query(
@@ -172,6 +175,7 @@ def test_every_reading_is_stored_exactly_once_through_process_kills_and_broker_a
         stream_s = time.monotonic() - stream_started
         stored = store.all()
         energy = store.energy_per_counter()
+        dead_letters = store.dead_letters()
     finally:
         if publisher:
             publisher.stop()
@@ -190,6 +194,7 @@ def test_every_reading_is_stored_exactly_once_through_process_kills_and_broker_a
     # Exactly once: the same readings, each once, with the values sent.
     assert len(stored) == len(expected)
     assert {(identifier, key, at, value) for identifier, key, at, value in stored} == expected
+    assert dead_letters == 0  # a failed or repeated batch never turned a valid message into a dead letter
     # Redelivered and re-sent batches counted no energy twice: each counter's buckets add up
     # to its last value minus its first (values in the fleet grow (c+1)*7 Wh a minute).
     span_minutes = (FLEET.messages_per_device - 1) * INTERVAL.total_seconds() / 60
