@@ -9,7 +9,6 @@ import getpass
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -80,10 +79,10 @@ class Mosquitto:
         self.process = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
         wait_for_port(self.port)
 
-    def stop(self, sig=signal.SIGTERM) -> None:
-        """SIGTERM: Mosquitto saves its sessions and queued messages before it exits. SIGKILL: a crash."""
+    def stop(self) -> None:
+        """SIGTERM: Mosquitto saves its sessions and queued messages before it exits."""
         if self.process and self.process.poll() is None:
-            self.process.send_signal(sig)
+            self.process.terminate()
             self.process.wait(timeout=30)
 
     def restart(self) -> None:
