@@ -190,9 +190,10 @@ MQTT_TOPICS = _topic_filters("MQTT_TOPICS", "iotwatt/+/telemetry")
 # Device status topic filters: retained, so every bridge subscribes to them plainly (see MQTT_SHARED_GROUP),
 # e.g. tele/+/LWT (Tasmota), +/online (Shelly Gen2), +/status (ESPHome).
 MQTT_STATUS_TOPICS = _topic_filters("MQTT_STATUS_TOPICS", "iotwatt/+/status")
-# Bridges with the same group split the telemetry between them ($share/<group>/<filter>); empty: every
-# bridge receives every message (one bridge, or a broker without shared subscriptions such as amqtt).
-MQTT_SHARED_GROUP = os.environ.get("MQTT_SHARED_GROUP", "iotwatt").strip()
+# Bridges with the same group split the telemetry between them ($share/<group>/<filter>); empty (the
+# default): every bridge receives every message. Empty by default because Mosquitto 2.0.11 drops what is
+# published to a shared group after a broker restart until a bridge of the group reconnects (docs/scaling.md).
+MQTT_SHARED_GROUP = os.environ.get("MQTT_SHARED_GROUP", "").strip()
 if any(c in MQTT_SHARED_GROUP for c in "/+#"):
     raise ImproperlyConfigured(f"MQTT_SHARED_GROUP must be a plain name without / + #, not {MQTT_SHARED_GROUP!r}")
 # Messages per ingest batch, and how long the bridge waits to fill one.

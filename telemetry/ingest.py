@@ -95,8 +95,9 @@ def _claimants(topic: str, devices: dict[str, Device]) -> list[Device]:
 
 
 def storable_text(text: str) -> str:
-    """PostgreSQL text cannot hold NUL: keep it visible as an escape instead of failing the batch."""
-    return text.replace("\x00", "\\x00")
+    """PostgreSQL text cannot hold NUL, nor a lone surrogate (JSON can escape one, "\\ud800", and a reason
+    quoting the value then holds it; it has no UTF-8 form): keep both visible as escapes instead of failing the batch."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def plausible_time_problem(time: datetime, received_at: datetime) -> str | None:

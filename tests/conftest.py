@@ -5,7 +5,9 @@ the system broker's default max_queued_messages (1000) silently drops QoS 1
 messages to a slow subscriber, which would make the loss tests meaningless.
 """
 
+import getpass
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -36,7 +38,18 @@ def wait_for_port(port: int, timeout_s: float = 10) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
 
 
+def set_directives(config: str, values: dict[str, str]) -> str:
+    """The config with each directive's line replaced (every one must be there, so a renamed line cannot slip by)."""
+    for name, value in values.items():
+        config, found = re.subn(rf"(?m)^{re.escape(name)}\b.*$", f"{name} {value}", config)
+        if not found:
+            raise ValueError(f"deploy/mosquitto.conf has no {name!r} line to point at the test's own")
+    return config
+
+
 class Mosquitto:
+    """A broker of the test's own from deploy/mosquitto.conf: its port, its persistence directory."""
+
     def __init__(self, workdir: Path, start: bool = True):
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
@@ -44,8 +57,15 @@ class Mosquitto:
         self.binary = binary
         self.port = free_port()
         self.config = workdir / "mosquitto.conf"
-        template = (ROOT / "deploy" / "mosquitto.conf").read_text()
-        self.config.write_text(template.replace("listener 18830 127.0.0.1", f"listener {self.port} 127.0.0.1"))
+        self.persistence_dir = workdir / "mosquitto-data"
+        self.persistence_dir.mkdir(exist_ok=True)
+        config = set_directives(
+            (ROOT / "deploy" / "mosquitto.conf").read_text(),
+            {"listener": f"{self.port} 127.0.0.1", "persistence_location": f"{self.persistence_dir}/"},
+        )
+        # Started as root, Mosquitto switches to the user "mosquitto", which cannot write to the
+        # test's directory; naming the current user keeps it as it is (and is ignored when not root).
+        self.config.write_text(config + f"user {getpass.getuser()}\n")
         self.log = workdir / "mosquitto.log"
         self.process = None
         if start:
@@ -60,9 +80,15 @@ class Mosquitto:
         wait_for_port(self.port)
 
     def stop(self) -> None:
+        """SIGTERM: Mosquitto saves its sessions and queued messages before it exits."""
         if self.process and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=30)
+
+    def restart(self) -> None:
+        """A graceful restart on the same port and persistence directory, as `systemctl restart` does."""
+        self.stop()
+        self.start()
 
 
 @pytest.fixture(scope="session")

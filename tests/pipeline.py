@@ -52,10 +52,19 @@ class ManagedProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=30)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process holds what it has and takes nothing more, as a stalled consumer does."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.process.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         """A clean shutdown, then nothing of the process group left behind."""
         if self.process is None:
             return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGCONT)  # a paused process would not see the SIGTERM
         self.kill(signal.SIGTERM)
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -75,11 +84,13 @@ class Pipeline:
         client_id: str = "iotwatt-test-bridge",
         more_client_ids: tuple[str, ...] = (),
         env_overrides: dict | None = None,
+        database: str | None = None,
     ):
+        """`env_overrides`: more environment for every process. `database`: a URL, default the test database."""
         env = dict(os.environ)
         env.update(
             DJANGO_SETTINGS_MODULE="iotwatt.settings",
-            DATABASE_URL=database_url(),
+            DATABASE_URL=database or database_url(),
             REDIS_URL=redis_url,
             MQTT_URL=mqtt_url,
             MQTT_PROTOCOL="5",
@@ -88,9 +99,10 @@ class Pipeline:
             DATABASE_CONN_MAX_AGE="0",
             # A queue of this pipeline's own: another test run's worker on the same Redis never takes its batches.
             INGEST_QUEUE=f"ingest-test-{uuid.uuid4().hex[:12]}",
-            # A group of this pipeline's own: the broker keeps the sessions of earlier tests' bridges (and
-            # their share of each group's messages) after they stop, so a common group would lose messages to them.
-            MQTT_SHARED_GROUP=f"test-{uuid.uuid4().hex[:12]}",
+            # Several bridges share a group of this pipeline's own: the broker keeps the sessions of earlier
+            # tests' bridges (and their share of each group's messages) after they stop, so a common group
+            # would lose messages to them. One bridge subscribes plainly, as the default.
+            MQTT_SHARED_GROUP=f"test-{uuid.uuid4().hex[:12]}" if more_client_ids else "",
         )
         env.update(env_overrides or {})
         self.mqtt_url = mqtt_url
@@ -121,10 +133,11 @@ class Pipeline:
         self.worker.stop()
 
 
-def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.2) -> None:
+def wait_until(predicate, timeout_s: float, what, poll_s: float = 0.2) -> None:
+    """`what`: a text, or a function giving one, called only on a timeout (to show the state then)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what() if callable(what) else what}")

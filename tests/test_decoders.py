@@ -129,6 +129,12 @@ def test_a_timestamp_that_is_not_iso_8601_is_refused():
         decode_native(native({"a": {"energy_wh": 1.0}}, ts="yesterday at noon"))
 
 
+@pytest.mark.parametrize("ts", ["2016-01-01T01:00:00Z\x00", "2016-01-01T01:00:00Z\x00junk"])
+def test_a_timestamp_with_a_nul_is_refused_though_the_text_before_it_is_iso_8601(ts):
+    with pytest.raises(DecodeError, match="not ISO 8601"):
+        decode_native(native({"a": {"energy_wh": 1.0}}, ts=ts))
+
+
 def test_a_numeric_timestamp_is_refused_by_an_iso_8601_map():
     with pytest.raises(DecodeError, match="not an ISO 8601 string"):
         decode_native(native({"a": {"energy_wh": 1.0}}, ts=1451610000))
@@ -142,6 +148,12 @@ def test_a_payload_that_is_not_json_is_refused():
 def test_a_payload_that_is_not_utf8_is_refused_as_not_json():
     with pytest.raises(DecodeError, match="not JSON"):
         decode_native(b'{"ts": "\xff"}')
+
+
+def test_an_integer_too_long_for_python_to_read_is_refused_as_not_json():
+    """Python refuses to convert more than 4,300 digits (a guard against slow conversions) with a plain ValueError."""
+    with pytest.raises(DecodeError, match="not JSON"):
+        decode_native('{"ts": "%s", "channels": {"a": {"energy_wh": %s}}}' % (TS, "9" * 5000))
 
 
 @pytest.mark.parametrize("document", ["[1, 2]", "42", '"text"', "null"])

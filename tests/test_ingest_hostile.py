@@ -33,8 +33,10 @@ def ingest_between_two_good_messages(bad: dict):
     [
         hostile("iotwatt/m1/telemetry", "hello\x00world"),
         hostile("iotwatt/m1/telemetry", '{"ts": "2024-01-01T00:00:00+00:00", "channels": {"main\\u0000": {"energy_kwh": 1}}}'),
+        # JSON may escape a lone surrogate, which has no UTF-8 form: quoted in the reason, it must not fail the batch.
+        hostile("iotwatt/m1/telemetry", '{"ts": "2024-01-01T00:00:00+00:00", "channels": {"main": {"energy_kwh": "\\ud800"}}}'),
     ],
-    ids=["nul-in-payload", "nul-in-channel-key"],
+    ids=["nul-in-payload", "nul-in-channel-key", "lone-surrogate-in-value"],
 )
 def test_a_message_the_database_cannot_hold_is_a_dead_letter_and_the_rest_is_stored(bad):
     result = ingest_between_two_good_messages(bad)

@@ -21,6 +21,8 @@ def load_json_object(payload: str | bytes) -> dict:
         raise DecodeError(f"payload is not JSON: {exc}") from exc
     except RecursionError as exc:
         raise DecodeError("payload is nested too deeply") from exc
+    except ValueError as exc:  # an integer of more digits than Python will convert (4,300): not a JSONDecodeError
+        raise DecodeError(f"payload is not JSON we can read: {exc}") from exc
     if not isinstance(document, dict):
         raise DecodeError("payload is not a JSON object")
     return document

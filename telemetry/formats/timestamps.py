@@ -101,6 +101,9 @@ def parse_timestamp(raw, fmt: str, zone: ZoneInfo | None = None) -> datetime:
             raise DecodeError(f"timestamp {_short(raw)} is out of range") from exc
     if not isinstance(raw, str):
         raise DecodeError(f"timestamp {_short(raw)} is not an ISO 8601 string")
+    if "\x00" in raw:
+        # CPython 3.11's fromisoformat stops reading at a NUL: "2025-06-01T00:00:00Z\x00junk" would pass.
+        raise DecodeError(f"timestamp {_short(raw)} is not ISO 8601")
     try:
         parsed = datetime.fromisoformat(raw)
     except ValueError as exc:
