@@ -14,6 +14,7 @@ with the time it is published. The run prints:
   publish to the last commit, and the steady rate over the middle of the run;
 - latency from a reading's measurement (= publish) time to its commit, p50 and
   p99 (upper bounds of the histogram buckets that hold them), and the batch commit latency;
+- CPU seconds per 100,000 readings of the workers, bridges, broker and publishers;
 - in the same run, the raw COPY ceiling of the readings table on this machine
   (binary COPY of as many rows into telemetry_reading) and the ratio.
 """
@@ -103,6 +104,7 @@ def publish(broker_url: str, identifiers: list[str], channels: int, seconds: flo
     client = make_client(broker, f"bench-pub-{uuid.uuid4().hex[:8]}", "5", persistent=False)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
+    cpu_started = time.process_time()
     acked = threading.Semaphore(0)
     client.on_publish = lambda *args: acked.release()
     connect(client, broker, "5", persistent=False)
@@ -128,7 +130,33 @@ def publish(broker_url: str, identifiers: list[str], channels: int, seconds: flo
         acked.acquire()
     client.disconnect()
     client.loop_stop()
-    out.put({"messages": sent, "readings": sent * channels, "first_publish": first_publish.isoformat()})
+    out.put({"messages": sent, "readings": sent * channels, "first_publish": first_publish.isoformat(),
+             "cpu_s": time.process_time() - cpu_started})
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds_by_role(processes, broker) -> dict[str, float]:
+    """CPU seconds used so far by each part: a managed process with its children (its process group),
+    and the broker. PostgreSQL's share is not separated: its server is shared with whatever else runs."""
+    groups = {process.process.pid: process.name.split("-")[0] for process in processes if process.process}
+    used: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime + stime
+        role = groups.get(int(fields[2]))  # by process group
+        if int(entry.name) == broker.process.pid:
+            role = "broker"
+        if role:
+            used[role] = used.get(role, 0.0) + ticks / CLOCK_TICKS
+    return used
 
 
 def copy_ceiling(rows: int, channel_ids: list[int]) -> float:
@@ -210,6 +238,7 @@ def main() -> None:
         for publisher in publishers:
             publisher.start()
 
+        cpu_before = cpu_seconds_by_role(processes, broker)
         samples = []  # (monotonic, readings stored), once a second
         started = time.monotonic()
         published = None
@@ -222,6 +251,7 @@ def main() -> None:
                 reports = [results.get() for _ in publishers]
                 published = sum(r["readings"] for r in reports)
                 published_messages = sum(r["messages"] for r in reports)
+                publisher_cpu_s = sum(r["cpu_s"] for r in reports)
                 publish_seconds = time.monotonic() - started
                 print(f"published {published_messages:,} messages, {published:,} readings in {publish_seconds:.1f} s "
                       f"({published / publish_seconds:,.0f} readings/s offered and taken by the broker)", flush=True)
@@ -234,6 +264,7 @@ def main() -> None:
                   f"queue {snap.queue_depth}", flush=True)
             time.sleep(1.0)
         finished = time.monotonic()
+        cpu_after = cpu_seconds_by_role(processes, broker)
     finally:
         for process in reversed(processes):
             process.stop()
@@ -257,6 +288,11 @@ def main() -> None:
           f"(mean {age.sum / max(age.count, 1):.3f} s over {age.count:,} messages)")
     print(f"batch commit (first arrival at a bridge -> commit): p50 <= {batch.quantile(0.5)} s, p99 <= {batch.quantile(0.99)} s; "
           f"batches resent {snap.counters['batches_resent']}; queue depth max {max_queue}")
+    cpu = {role: cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0) for role in cpu_after}
+    cpu["publishers"] = publisher_cpu_s
+    total_cpu = sum(cpu.values())
+    print(f"CPU seconds per 100,000 readings, PostgreSQL apart ({total_cpu:.0f} s of CPU in {elapsed:.0f} s on {os.cpu_count()} cores): "
+          + ", ".join(f"{role} {seconds * 100_000 / max(stored_rows, 1):.2f}" for role, seconds in sorted(cpu.items(), key=lambda x: -x[1])))
     channel_ids = list(Channel.objects.filter(device__identifier__in=identifiers).values_list("id", flat=True))
     ceiling = copy_ceiling(stored_rows, channel_ids)
     print(f"COPY ceiling of telemetry_reading: {ceiling:,.0f} readings/s; end to end / ceiling = {end_to_end / ceiling:.2f} "
