@@ -106,6 +106,11 @@ def plausible_time_problem(time: datetime, received_at: datetime) -> str | None:
         return f"timestamp {time.isoformat()} is more than {settings.INGEST_MAX_FUTURE_S:.0f} s after the message arrived"
     if time < settings.INGEST_OLDEST:
         return f"timestamp {time.isoformat()} is before the horizon {settings.INGEST_OLDEST.isoformat()}"
+    if settings.READINGS_RETENTION_DAYS is not None:
+        # Stored, it would bring back a partition the retention dropped, to be dropped again.
+        kept_from = received_at - timedelta(days=settings.READINGS_RETENTION_DAYS)
+        if time < kept_from:
+            return f"timestamp {time.isoformat()} is older than the retention of {settings.READINGS_RETENTION_DAYS} days"
     return None
 
 

@@ -115,3 +115,17 @@ def test_when_the_database_refuses_one_message_the_others_are_stored_one_by_one(
     assert (result.readings, result.dead_letters) == (2, 1)
     assert "value 666 kWh refused" in DeadLetter.objects.get().reason
     assert EnergyBucket.objects.filter(channel=channel).count() == 4
+
+
+def test_a_reading_older_than_the_retention_is_refused(settings):
+    settings.READINGS_RETENTION_DAYS = 30
+    channel = make_channel("Europe/Berlin")
+    arrival = "2024-03-01T00:00:00+00:00"
+
+    ingest_messages([
+        message("m1", "2024-01-15T00:00:00+00:00", 10.0, received_at=arrival),  # 46 days before it arrived
+        message("m1", "2024-02-15T00:00:00+00:00", 11.0, received_at=arrival),
+    ])
+
+    assert list(Reading.objects.filter(channel=channel).values_list("value", flat=True)) == [11000.0]
+    assert "older than the retention of 30 days" in DeadLetter.objects.get().reason
