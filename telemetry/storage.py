@@ -72,29 +72,30 @@ def readings_around(spans: dict[int, tuple[datetime, datetime]]) -> dict[int, li
     """For each channel and (first, last): its stored readings within, and the nearest one on either side.
 
     Three index probes per channel in one statement; in the usual in-order case
-    this finds only the newest reading.
+    this finds only the newest reading. The spans go in by COPY: quoting thousands
+    of timestamps into the statement cost more than the probes.
     """
     if not spans:
         return {}
-    channel_ids = list(spans)
-    firsts = [spans[c][0] for c in channel_ids]
-    lasts = [spans[c][1] for c in channel_ids]
     with connection.cursor() as cursor:
+        _copy_into_staging(
+            cursor, "span_staging", {"channel_id": "int8", "first": "timestamptz", "last": "timestamptz"},
+            ((channel_id, first, last) for channel_id, (first, last) in spans.items()),
+        )
         cursor.execute(
             """
-            SELECT c.id, r.time, r.value
-            FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS c(id, first, last)
+            SELECT c.channel_id, r.time, r.value
+            FROM span_staging AS c
             CROSS JOIN LATERAL (
-                (SELECT time, value FROM telemetry_reading WHERE channel_id = c.id AND time < c.first ORDER BY time DESC LIMIT 1)
+                (SELECT time, value FROM telemetry_reading WHERE channel_id = c.channel_id AND time < c.first ORDER BY time DESC LIMIT 1)
                 UNION ALL
-                (SELECT time, value FROM telemetry_reading WHERE channel_id = c.id AND time >= c.first AND time <= c.last)
+                (SELECT time, value FROM telemetry_reading WHERE channel_id = c.channel_id AND time >= c.first AND time <= c.last)
                 UNION ALL
-                (SELECT time, value FROM telemetry_reading WHERE channel_id = c.id AND time > c.last ORDER BY time LIMIT 1)
+                (SELECT time, value FROM telemetry_reading WHERE channel_id = c.channel_id AND time > c.last ORDER BY time LIMIT 1)
             ) AS r
-            """,
-            [channel_ids, firsts, lasts],
+            """
         )
-        found: dict[int, list[tuple[datetime, float]]] = {channel_id: [] for channel_id in channel_ids}
+        found: dict[int, list[tuple[datetime, float]]] = {channel_id: [] for channel_id in spans}
         for channel_id, time, value in cursor.fetchall():
             found[channel_id].append((time, value))
         return found
