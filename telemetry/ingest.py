@@ -20,6 +20,7 @@ from .device_status import DeviceActivity
 from .energy import Sample
 from .formats.map_spec import MapSpec
 from .models import DeadLetter
+from .partitions import ensure_partitions_for
 from .pending import keep_unclaimed
 from .raw_messages import message_payload, payload_size, stored_payload
 from .redelivery import stored_earlier
@@ -262,6 +263,9 @@ def _ingest(messages: list[dict]) -> IngestResult:
             counter_batch[channel_id].append(Sample(time, value))
 
     valid_readings = len(readings)
+    # Before the batch's transaction: a month's new partition then commits at once, and is never
+    # created under the channel locks and reads of the batch (two workers doing so deadlock).
+    ensure_partitions_for(time for _, time in readings)
     with transaction.atomic():
         lock_channels({channel_id for channel_id, _ in readings})
         _drop_readings_stored_at_first_arrival(readings, counter_batch, redelivered_arrival_readings)

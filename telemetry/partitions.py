@@ -186,6 +186,13 @@ def ensure_reading_partitions(first: datetime, last: datetime, using: str = DEFA
     transaction.on_commit(lambda: known.update(wanted), using=using)
 
 
+def ensure_partitions_for(times, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Partitions for the months these times fall in, and only those: one reading stamped by a clock
+    that was never set must not create every month between it and now."""
+    for month in sorted({month_start(time) for time in times}):
+        ensure_reading_partitions(month, month, using)
+
+
 def create_partitions_ahead(now: datetime | None = None, using: str = DEFAULT_DB_ALIAS) -> list[str]:
     """Partitions from this month to READINGS_PARTITIONS_AHEAD_MONTHS ahead; the names created."""
     if storage_kind(using) != NATIVE:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from django.db import connection
 
-from .partitions import ensure_reading_partitions
+from .partitions import ensure_partitions_for
 
 
 def _copy_into_staging(cursor, table: str, columns: dict[str, str], rows) -> None:
@@ -37,7 +37,7 @@ def insert_readings(rows: list[tuple[int, datetime, float]]) -> int:
     """
     if not rows:
         return 0
-    ensure_reading_partitions(min(row[1] for row in rows), max(row[1] for row in rows))
+    ensure_partitions_for(row[1] for row in rows)
     with connection.cursor() as cursor:
         _copy_into_staging(cursor, "reading_staging", {"channel_id": "int8", "time": "timestamptz", "value": "float8"}, rows)
         cursor.execute(

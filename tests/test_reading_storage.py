@@ -297,3 +297,15 @@ def test_the_scheduled_task_reports_what_it_did(settings):
     settings.READINGS_PARTITIONS_AHEAD_MONTHS = 4
     four_ahead = partition_name(partitions.add_months(partitions.month_start(datetime.now(UTC)), 4))
     assert maintain_reading_storage.apply().get() == {"storage": "native", "created": [four_ahead], "dropped": []}
+
+
+def test_a_reading_from_a_clock_never_set_makes_its_own_month_only():
+    channel = make_channel()
+    before = partition_names()
+
+    insert_readings([(channel.id, datetime(2000, 1, 1, tzinfo=UTC), 1.0), (channel.id, datetime(2026, 11, 3, tzinfo=UTC), 2.0)])
+
+    made = partition_names() - before
+    assert made <= {"telemetry_reading_p2000_01", "telemetry_reading_p2026_11"}
+    assert "telemetry_reading_p2000_01" in made or "telemetry_reading_p2000_01" in before
+    assert "telemetry_reading_p2013_06" not in partition_names()
