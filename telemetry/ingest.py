@@ -8,7 +8,7 @@ broker delivers them again, and the (channel, time) key makes that harmless.
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
@@ -108,8 +108,10 @@ def plausible_time_problem(time: datetime, received_at: datetime) -> str | None:
     if time < settings.INGEST_OLDEST:
         return f"timestamp {time.isoformat()} is before the horizon {settings.INGEST_OLDEST.isoformat()}"
     if settings.READINGS_RETENTION_DAYS is not None:
-        # Stored, it would bring back a partition the retention dropped, to be dropped again.
-        kept_from = received_at - timedelta(days=settings.READINGS_RETENTION_DAYS)
+        # Counted from now, not from the arrival: a dead letter replayed later is as old as a late reading.
+        # Stored, it would bring back readings the retention dropped while their energy stays in the
+        # buckets, and be counted again between it and its kept neighbour.
+        kept_from = datetime.now(timezone.utc) - timedelta(days=settings.READINGS_RETENTION_DAYS)
         if time < kept_from:
             return f"timestamp {time.isoformat()} is older than the retention of {settings.READINGS_RETENTION_DAYS} days"
     return None

@@ -1,5 +1,7 @@
 """Messages the database or the clock would refuse become dead letters; they never block the batch."""
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from telemetry.ingest import ingest_messages
@@ -117,14 +119,16 @@ def test_when_the_database_refuses_one_message_the_others_are_stored_one_by_one(
     assert EnergyBucket.objects.filter(channel=channel).count() == 4
 
 
-def test_a_reading_older_than_the_retention_is_refused(settings):
+def test_a_reading_older_than_the_retention_is_refused_whenever_it_arrives(settings):
     settings.READINGS_RETENTION_DAYS = 30
     channel = make_channel("Europe/Berlin")
-    arrival = "2024-03-01T00:00:00+00:00"
+    now = datetime.now(timezone.utc)
+    too_old, kept = now - timedelta(days=31), now - timedelta(days=29)
 
     ingest_messages([
-        message("m1", "2024-01-15T00:00:00+00:00", 10.0, received_at=arrival),  # 46 days before it arrived
-        message("m1", "2024-02-15T00:00:00+00:00", 11.0, received_at=arrival),
+        # Stamped and received 31 days ago (a dead letter replayed now, say): older than the retention now.
+        message("m1", too_old.isoformat(), 10.0, received_at=too_old.isoformat()),
+        message("m1", kept.isoformat(), 11.0, received_at=now.isoformat()),
     ])
 
     assert list(Reading.objects.filter(channel=channel).values_list("value", flat=True)) == [11000.0]

@@ -104,3 +104,14 @@ def test_the_bridge_passes_the_brokers_dup_flag_on():
     assert "redelivered" not in message_record(message, at)
     message.dup = True
     assert message_record(message, at)["redelivered"] is True
+
+
+def test_a_redelivered_value_seen_only_long_ago_on_its_channel_is_stored(channel):
+    """Only the channel's newest readings can be a redelivered message's first delivery."""
+    ingest_messages([message(100.0, "2024-01-01T10:00:00+00:00")])
+    for minute in range(1, 16):
+        ingest_messages([message(100.0 + minute, f"2024-01-01T10:{minute:02d}:00+00:00")])
+
+    result = ingest_messages([message(100.0, "2024-01-01T11:00:00+00:00", redelivered=True)])
+
+    assert result.new_readings == 1
