@@ -1,6 +1,6 @@
 """End-to-end ingest: simulated devices publish through Mosquitto; readings per second from publish to commit.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/iotwatt_bench .venv/bin/python bench/ingest.py \
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/iotwatt_bench_ingest .venv/bin/python bench/ingest.py \
         [--devices 400] [--channels 16] [--seconds 30] [--rate 100000] [--workers 1] [--concurrency 2] [--bridges 1]
 
 What runs: a Mosquitto of its own (deploy/mosquitto.conf), the given number of
@@ -9,7 +9,7 @@ and publisher processes that play the devices: each device sends one native
 IotWatt message per tick with a cumulative energy counter per channel, stamped
 with the time it is published. The run prints:
 
-- published and stored readings, and whether each was stored exactly once;
+- published and stored readings, and whether the buckets hold the published energy once;
 - end-to-end readings per second: stored readings over the time from the first
   publish to the last commit, and the steady rate over the middle of the run;
 - latency from a reading's measurement (= publish) time to its commit, p50 and
@@ -72,7 +72,12 @@ def parse_args():
 
 
 def prepare_devices(count: int, channels: int) -> list[str]:
-    """Bench devices with `channels` energy channels each; their earlier readings and buckets removed."""
+    """Bench devices with `channels` energy channels each, in a database that holds nothing else:
+    the readings, buckets and dead letters of earlier runs are emptied at once."""
+    others = Device.objects.exclude(device_model__key="bench-native").count()
+    if others:
+        raise SystemExit(f"the database holds {others} devices besides the bench's: give the bench a database of its own "
+                         "(createdb -h 127.0.0.1 -U postgres iotwatt_bench_ingest; DATABASE_URL=.../iotwatt_bench_ingest)")
     organisation, _ = Organisation.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
     site, _ = Site.objects.get_or_create(organisation=organisation, name="Bench site", defaults={"timezone": "Europe/Berlin"})
     model, _ = DeviceModel.objects.get_or_create(
@@ -130,7 +135,9 @@ def publish(broker_url: str, identifiers: list[str], channels: int, seconds: flo
         acked.acquire()
     client.disconnect()
     client.loop_stop()
+    # Each channel's counter rose by 1 Wh a message: its energy is its device's messages less one.
     out.put({"messages": sent, "readings": sent * channels, "first_publish": first_publish.isoformat(),
+             "energy_wh": channels * sum(count - 1 for count in counters.values() if count),
              "cpu_s": time.process_time() - cpu_started})
 
 
@@ -229,8 +236,8 @@ def main() -> None:
               f"{args.workers} worker(s) x {args.concurrency}, {args.bridges} bridge(s) on MQTT {args.protocol}, "
           f"batches of {args.batch}, {args.in_flight} in flight", flush=True)
         results = multiprocessing.Queue()
-        shares = [identifiers[p :: args.publishers] for p in range(args.publishers)]
-        per_publisher_rate = args.rate / args.channels / args.publishers
+        shares = [share for share in (identifiers[p :: args.publishers] for p in range(args.publishers)) if share]
+        per_publisher_rate = args.rate / args.channels / len(shares)
         publishers = [
             multiprocessing.Process(target=publish, args=(broker.url, share, args.channels, args.seconds, per_publisher_rate, results))
             for share in shares
@@ -252,6 +259,7 @@ def main() -> None:
                 published = sum(r["readings"] for r in reports)
                 published_messages = sum(r["messages"] for r in reports)
                 publisher_cpu_s = sum(r["cpu_s"] for r in reports)
+                expected_energy_wh = sum(r["energy_wh"] for r in reports)
                 publish_seconds = time.monotonic() - started
                 print(f"published {published_messages:,} messages, {published:,} readings in {publish_seconds:.1f} s "
                       f"({published / publish_seconds:,.0f} readings/s offered and taken by the broker)", flush=True)
@@ -272,8 +280,10 @@ def main() -> None:
 
     snap = metrics.snapshot()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*), count(DISTINCT (channel_id, time)) FROM telemetry_reading")
-        stored_rows, distinct_rows = cursor.fetchone()
+        cursor.execute("SELECT count(*) FROM telemetry_reading")
+        stored_rows = cursor.fetchone()[0]
+        cursor.execute("SELECT coalesce(sum(energy_wh), 0) FROM telemetry_energybucket")
+        bucket_energy_wh = cursor.fetchone()[0]
     elapsed = finished - started
     end_to_end = stored_rows / elapsed
     # Steady rate: the middle of the publishing period, where neither start-up nor the drain counts.
@@ -281,8 +291,10 @@ def main() -> None:
     steady = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) if len(window) >= 2 else float("nan")
     age = snap.histograms["reading_age_seconds"]
     batch = snap.histograms["batch_commit_seconds"]
-    print(f"stored {stored_rows:,} readings ({distinct_rows:,} distinct) of {published:,} published: "
-          f"{'exactly once' if stored_rows == distinct_rows == published else 'MISMATCH'}")
+    energy_right = abs(bucket_energy_wh - expected_energy_wh) <= 1e-6 * max(expected_energy_wh, 1)
+    print(f"stored {stored_rows:,} readings of {published:,} published ({'all' if stored_rows == published else 'MISMATCH'}); "
+          f"energy in the buckets {bucket_energy_wh:,.1f} Wh of {expected_energy_wh:,.1f} Wh published "
+          f"({'counted once' if energy_right else 'MISMATCH'})")
     print(f"end to end: {end_to_end:,.0f} readings/s (first publish to last commit, {elapsed:.1f} s); steady {steady:,.0f} readings/s")
     print(f"latency publish -> commit: p50 <= {age.quantile(0.5)} s, p99 <= {age.quantile(0.99)} s "
           f"(mean {age.sum / max(age.count, 1):.3f} s over {age.count:,} messages)")
