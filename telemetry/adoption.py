@@ -76,7 +76,10 @@ def adopt(pending: PendingDevice, device_model: DeviceModel, site: Site, name: s
     identifier = adoption_identifier(pending, device_model)
     with transaction.atomic():
         # Locked before anything is decided: a batch adding to it waits until the adoption is committed.
-        pending = PendingDevice.objects.select_for_update().get(pk=pending.pk)
+        try:
+            pending = PendingDevice.objects.select_for_update().get(pk=pending.pk)
+        except PendingDevice.DoesNotExist:  # adopted by someone else while this request waited for the lock
+            raise ValidationError("This pending device was adopted or removed meanwhile; nothing was changed.") from None
         device = Device(site=site, device_model=device_model, identifier=identifier, name=name)
         device.full_clean()
         device.save()

@@ -91,18 +91,26 @@ def connect(client: mqtt.Client, broker: BrokerAddress, protocol: str, persisten
         client.connect(broker.host, broker.port, keepalive=30)
 
 
-def message_record(message: mqtt.MQTTMessage, received_at: datetime) -> dict:
-    """The JSON-safe form of a message that travels to the worker."""
+def message_record(message: mqtt.MQTTMessage, received_at: datetime, max_payload_bytes: int | None = None) -> dict:
+    """The JSON-safe form of a message that travels to the worker.
+
+    A payload over `max_payload_bytes` travels cut to that size with its real size beside it: the
+    worker makes it a dead letter anyway, and a huge one must not fill the bridge's memory or Redis.
+    """
     record = {"topic": message.topic, "received_at": received_at.isoformat()}
+    payload = message.payload
+    if max_payload_bytes is not None and len(payload) > max_payload_bytes:
+        record["payload_bytes"] = len(payload)
+        payload = payload[:max_payload_bytes]
     if message.dup:
         record["redelivered"] = True  # the broker sent it before: see telemetry/redelivery.py
     if message.retain:
         # Set only on a retained message replayed to a new subscription: the broker's memory, not the device now.
         record["retained"] = True
     try:
-        record["payload"] = message.payload.decode("utf-8")
+        record["payload"] = payload.decode("utf-8")
     except UnicodeDecodeError:
-        record["payload_b64"] = base64.b64encode(message.payload).decode("ascii")
+        record["payload_b64"] = base64.b64encode(payload).decode("ascii")
     return record
 
 
@@ -125,6 +133,7 @@ class MqttBridge:
         status_topics: list[str] = (),
         shared_group: str = "",
         retire: bool = False,
+        max_payload_bytes: int | None = None,
     ):
         """`retire`: take over the session of `client_id` one last time to end it (see `run`)."""
         self.broker = BrokerAddress.from_url(broker_url)
@@ -138,6 +147,7 @@ class MqttBridge:
         self.batch_max_messages = batch_max_messages
         self.batch_max_wait_s = batch_max_wait_s
         self.batches_in_flight = batches_in_flight
+        self.max_payload_bytes = max_payload_bytes
         # Each item: (connection generation, message, arrival time).
         self._inbox: queue.Queue = queue.Queue()
         self._generation = 0
@@ -272,7 +282,7 @@ class MqttBridge:
                     # With batches on their way, look at them between messages; without, just wait for messages.
                     batch = self._next_batch(stop, idle_s=0.02 if in_flight else None)
                     if batch:
-                        records = [message_record(message, at) for _, message, at in batch]
+                        records = [message_record(message, at, self.max_payload_bytes) for _, message, at in batch]
                         in_flight.append((batch, self.submit_batch(records)))
                 if not in_flight:
                     if self.retire and self._drained():

@@ -23,7 +23,10 @@ def payload_bytes(message: dict) -> bytes:
 
 
 def payload_size(message: dict) -> int:
-    """Bytes on the wire. Counted without encoding when that is exact: ASCII text (the usual JSON) is one byte a character."""
+    """Bytes on the wire. Counted without encoding when that is exact: ASCII text (the usual JSON) is one byte a character.
+    A payload the bridge cut to the size limit carries its real size."""
+    if "payload_bytes" in message:
+        return message["payload_bytes"]
     payload = message.get("payload")
     if isinstance(payload, str) and payload.isascii():
         return len(payload)
@@ -44,7 +47,7 @@ def stored_payload(message: dict, keep_bytes: int | None = None) -> StoredPayloa
         return StoredPayload(payload, is_base64=False, truncated=False)
     raw = payload_bytes(message)
     kept = raw if keep_bytes is None else raw[:keep_bytes]
-    truncated = len(kept) < len(raw)
+    truncated = len(kept) < payload_size(message)  # the bridge may have cut it already
     if isinstance(payload, str) and "\x00" not in payload:
         # Cut text stays text; a character split by the cut is dropped rather than garbled.
         return StoredPayload(kept.decode("utf-8", "ignore"), is_base64=False, truncated=truncated)

@@ -133,3 +133,22 @@ def test_a_reading_older_than_the_retention_is_refused_whenever_it_arrives(setti
 
     assert list(Reading.objects.filter(channel=channel).values_list("value", flat=True)) == [11000.0]
     assert "older than the retention of 30 days" in DeadLetter.objects.get().reason
+
+
+def test_a_huge_payload_travels_cut_from_the_bridge_and_is_a_dead_letter_with_its_real_size(settings):
+    import paho.mqtt.client as mqtt
+
+    from telemetry.bridge import message_record
+
+    settings.INGEST_MAX_PAYLOAD_BYTES = 1000
+    make_channel("Europe/Berlin")
+    huge = mqtt.MQTTMessage(mid=1, topic=b"iotwatt/m1/telemetry")
+    huge.payload = b'{"ts": "2024-01-01T00:00:00Z", "pad": "' + b"x" * (1 << 20) + b'"}'
+
+    record = message_record(huge, datetime(2024, 1, 1, tzinfo=timezone.utc), settings.INGEST_MAX_PAYLOAD_BYTES)
+    ingest_messages([record])
+
+    assert len(record["payload"]) == 1000 and record["payload_bytes"] == len(huge.payload)
+    letter = DeadLetter.objects.get()
+    assert f"payload of {len(huge.payload)} bytes is over the limit of 1000 bytes" in letter.reason
+    assert letter.payload_truncated

@@ -438,3 +438,17 @@ def test_the_pending_device_api_is_closed_to_everyone_but_superusers(site, nativ
     assert api.post(f"/api/pending-devices/{pending.pk}/adopt/", {"device_model": native_model.pk, "site": site.pk},
                     format="json").status_code == 403
     assert not Device.objects.exists() and pending.messages.count() == 1
+
+
+def test_adopting_a_pending_device_someone_adopted_meanwhile_says_so_and_changes_nothing(site, native_model):
+    from django.core.exceptions import ValidationError
+
+    from telemetry.adoption import adopt
+
+    ingest_messages(counters("late-1", 2))
+    stale = PendingDevice.objects.get()  # the second operator's page, loaded before the first adopted
+    adopt(PendingDevice.objects.get(pk=stale.pk), native_model, site)
+
+    with pytest.raises(ValidationError, match="adopted or removed meanwhile"):
+        adopt(stale, native_model, site)
+    assert Device.objects.filter(identifier="late-1").count() == 1

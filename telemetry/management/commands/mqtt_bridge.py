@@ -131,6 +131,7 @@ class Command(BaseCommand):
             batch_max_messages=settings.INGEST_BATCH_MAX_MESSAGES,
             batch_max_wait_s=settings.INGEST_BATCH_MAX_WAIT_S,
             batches_in_flight=settings.INGEST_BATCHES_IN_FLIGHT,
+            max_payload_bytes=settings.INGEST_MAX_PAYLOAD_BYTES,
         )
         self.stdout.write(f"bridge {options['client_id']} -> {bridge.broker} topics {bridge.topics}")
         bridge.run(stop)
