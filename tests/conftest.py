@@ -18,6 +18,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def pytest_sessionstart(session):
+    """The tests compare with reference files beside the checkout: say so at once when they are missing."""
+    missing = [path for path in (SHARED_DATA, ROOT.parent / "shared" / "payloads") if not path.is_dir()]
+    if missing:
+        pytest.exit(f"the tests need the reference files in {', '.join(map(str, missing))}: clone the project next to shared/", returncode=4)
 # Tests use their own Redis database so a developer's running worker never takes a test batch.
 os.environ.setdefault("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
