@@ -35,7 +35,7 @@ from .forms import (
     asset_form_for_type,
     attribute_fields,
 )
-from .models import Asset, AssetType, Channel, Device, DeviceModel, Membership, Organisation, Site
+from .models import Asset, AssetType, Channel, Device, DeviceModel, Membership, Organisation, ParameterMapVersion, Site
 from .resources import AssetResource
 
 ADMIN_ROLES = {Membership.Role.ADMIN}
@@ -497,13 +497,35 @@ class AssetAdmin(ImportExportMixin, TenantAdmin):
 
 # --- devices and channels ----------------------------------------------------------------------
 
+class ParameterMapVersionInline(admin.TabularInline):
+    """Every map the model has had, newest first: what decoded its devices' payloads when."""
+
+    model = ParameterMapVersion
+    extra = 0
+    can_delete = False
+    fields = ["version", "saved_at", "saved_by", "parameter_map"]
+    readonly_fields = fields
+    verbose_name = "parameter map version"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(DeviceModel)
 class DeviceModelAdmin(CatalogueAdmin):
     ordering = ["name"]
     form = DeviceModelForm
-    list_display = ["name", "key", "manufacturer", "owner"]
+    list_display = ["name", "key", "manufacturer", "owner", "map_version"]
     list_filter = [("organisation", RelatedOnlyFieldListFilter)]
     search_fields = ["name", "key", "manufacturer"]
+    inlines = [ParameterMapVersionInline]
+
+    def save_model(self, request, obj, form, change):
+        obj._changed_by = request.user  # recorded with the map version the save makes
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="owner", ordering="organisation__name")
     def owner(self, obj):

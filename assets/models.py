@@ -209,6 +209,42 @@ class DeviceModel(models.Model):
             if topic_conflicts(devices):
                 raise ValidationError({"parameter_map": "With these topics a device of this model would receive another device's messages."})
 
+    def save(self, *args, **kwargs):
+        """Every map a model has had is kept as a numbered version; `_changed_by` (set by the admin and
+        the API before saving) says who saved it."""
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            latest = self.map_versions.order_by("-version").first()
+            if latest is None or latest.parameter_map != self.parameter_map:
+                ParameterMapVersion.objects.create(
+                    device_model=self,
+                    version=(latest.version + 1) if latest else 1,
+                    parameter_map=self.parameter_map,
+                    saved_by=getattr(self, "_changed_by", None),
+                )
+
+    @property
+    def map_version(self) -> int | None:
+        latest = self.map_versions.order_by("-version").first()
+        return latest.version if latest else None
+
+
+class ParameterMapVersion(models.Model):
+    """One parameter map a device model had, as it was saved: what decoded its devices' payloads when."""
+
+    device_model = models.ForeignKey(DeviceModel, on_delete=models.CASCADE, related_name="map_versions")
+    version = models.PositiveIntegerField()
+    parameter_map = models.JSONField()
+    saved_at = models.DateTimeField(auto_now_add=True)
+    saved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["device_model", "-version"]
+        constraints = [models.UniqueConstraint(fields=["device_model", "version"], name="one_map_version_number_per_model")]
+
+    def __str__(self):
+        return f"{self.device_model} map v{self.version}"
+
 
 def topic_conflicts(candidates: list[tuple[int | None, str, dict]]) -> bool:
     """Would any (device pk, identifier, parameter map) receive topics another device already receives?

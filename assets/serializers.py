@@ -227,12 +227,23 @@ def attribute_error_detail(problems: dict[str, list[str]]) -> dict | list:
 
 class DeviceModelSerializer(TenantModelSerializer):
     parameter_map = JSONObjectField(help_text="How the decoder reads this model's payloads; see telemetry/decoders.py.")
+    map_version = serializers.IntegerField(read_only=True, help_text="Number of the current map; every saved map is kept")
     immutable_fields = ("organisation",)
 
     class Meta:
         model = DeviceModel
-        fields = ["id", "key", "name", "organisation", "manufacturer", "parameter_map"]
+        fields = ["id", "key", "name", "organisation", "manufacturer", "parameter_map", "map_version"]
         extra_kwargs = {"organisation": {"required": False}}
+
+    def create(self, validated_data):
+        instance = DeviceModel(**validated_data)
+        instance._changed_by = self.context["request"].user  # recorded with the map version
+        instance.save()
+        return instance
+
+    def update(self, instance, validated_data):
+        instance._changed_by = self.context["request"].user
+        return super().update(instance, validated_data)
 
     def validate(self, attrs):
         attrs = super().validate(attrs)

@@ -1,0 +1,68 @@
+"""Every parameter map a device model has had is kept, numbered, with who saved it."""
+
+import copy
+import json
+
+import pytest
+
+from assets.models import ParameterMapVersion
+from telemetry.parameter_maps import IOTWATT_NATIVE
+
+from .api_world import build_world, make_user, token_client
+
+pytestmark = pytest.mark.django_db
+
+
+def changed_map() -> dict:
+    new = copy.deepcopy(IOTWATT_NATIVE)
+    new["quantities"]["energy_mwh"] = {"metric": "energy", "unit": "MWh"}
+    return new
+
+
+def test_a_new_model_has_version_1_and_only_a_changed_map_makes_another():
+    world = build_world("versions")
+    model = world.device_model
+    assert model.map_version == 1
+
+    model.name = "Renamed"
+    model.save()
+    assert model.map_version == 1
+
+    model.parameter_map = changed_map()
+    model.save()
+    assert model.map_version == 2
+    first, second = model.map_versions.order_by("version")
+    assert first.parameter_map == IOTWATT_NATIVE and second.parameter_map == changed_map()
+
+
+def test_the_api_records_who_saved_each_version():
+    world = build_world("api-versions")
+    operator = world.users["operator"]
+
+    response = token_client(operator).patch(
+        f"/api/device-models/{world.device_model.pk}/", {"parameter_map": changed_map()}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    assert response.json()["map_version"] == 2
+    assert ParameterMapVersion.objects.get(device_model=world.device_model, version=2).saved_by == operator
+
+
+def test_the_admin_records_who_saved_and_shows_the_history(client):
+    world = build_world("admin-versions")
+    root = make_user("root-versions", is_staff=True, is_superuser=True)
+    client.force_login(root)
+    model = world.device_model
+    page = client.get(f"/admin/assets/devicemodel/{model.pk}/change/")
+    form = page.context["adminform"].form
+    data = {name: form.initial.get(name) for name in form.fields}
+    data.update({"parameter_map": json.dumps(changed_map()), "organisation": model.organisation_id, "manufacturer": ""})
+    data.update({"map_versions-TOTAL_FORMS": "1", "map_versions-INITIAL_FORMS": "1", "map_versions-MIN_NUM_FORMS": "0",
+                 "map_versions-MAX_NUM_FORMS": "1000", "map_versions-0-id": model.map_versions.get().pk,
+                 "map_versions-0-device_model": model.pk})
+
+    response = client.post(f"/admin/assets/devicemodel/{model.pk}/change/", data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
+    assert ParameterMapVersion.objects.get(device_model=model, version=2).saved_by == root
+    assert "parameter map version" in client.get(f"/admin/assets/devicemodel/{model.pk}/change/").content.decode().lower()
