@@ -170,6 +170,29 @@ def _dead_letter(message: dict, received_at: datetime, reason: str, keep_bytes: 
     )
 
 
+def letters_not_kept_before(letters: list[DeadLetter]) -> list[DeadLetter]:
+    """Leave out the dead letters of messages kept as dead letters already: a batch the bridge sent
+    again (same arrival), or a message the broker redelivered (DUP flag, arrived again) within the
+    redelivery window. Another message with the same topic and payload is kept again."""
+    if not letters:
+        return letters
+    window = timedelta(seconds=settings.INGEST_REDELIVERY_WINDOW_S)
+    earliest = min(letter.received_at for letter in letters) - window
+    kept = defaultdict(list)
+    for topic, payload, received_at in DeadLetter.objects.filter(
+        topic__in={letter.topic for letter in letters}, received_at__gte=earliest
+    ).values_list("topic", "payload", "received_at"):
+        kept[(topic, payload)].append(received_at)
+    fresh = []
+    for letter in letters:
+        earlier = kept.get((letter.topic, letter.payload), [])
+        same_arrival = letter.received_at in earlier
+        redelivered_copy = letter.redelivered and any(letter.received_at - window <= t < letter.received_at for t in earlier)
+        if not (same_arrival or redelivered_copy):
+            fresh.append(letter)
+    return fresh
+
+
 def _ingest(messages: list[dict]) -> IngestResult:
     result = IngestResult(messages=len(messages))
     devices = devices_named_in(message["topic"] for message in messages)
@@ -188,7 +211,9 @@ def _ingest(messages: list[dict]) -> IngestResult:
         received_at = datetime.fromisoformat(message["received_at"])
 
         def dead_letter(reason: str, keep_bytes: int | None = None) -> None:
-            dead_letters.append(_dead_letter(message, received_at, reason, keep_bytes))
+            letter = _dead_letter(message, received_at, reason, keep_bytes)
+            letter.redelivered = bool(message.get("redelivered"))
+            dead_letters.append(letter)
 
         size = payload_size(message)
         if size > settings.INGEST_MAX_PAYLOAD_BYTES:
@@ -273,6 +298,7 @@ def _ingest(messages: list[dict]) -> IngestResult:
         _drop_readings_stored_at_first_arrival(readings, counter_batch, redelivered_arrival_readings)
         stored = stored_around(counter_batch)
         result.new_readings = insert_readings([(channel_id, time, value) for (channel_id, time), value in readings.items()])
+        dead_letters = letters_not_kept_before(dead_letters)
         DeadLetter.objects.bulk_create(dead_letters)
         keep_unclaimed(unclaimed)
         roll_up_counter_batch(counter_batch, stored)

@@ -60,11 +60,13 @@ def replay_dead_letters(letters) -> DeadLetterReplay:
 
 def _replay_one(letter: DeadLetter, outcome: DeadLetterReplay) -> None:
     before = DeadLetter.objects.aggregate(last=Max("pk"))["last"] or 0
+    # Out of the way while its message is ingested again: ingest leaves out a letter it holds already,
+    # and the new letter is what tells whether the message fails again. Restored below if it does.
+    DeadLetter.objects.filter(pk=letter.pk).delete()
     result = ingest_messages([message_from_stored(letter.topic, letter.payload, letter.payload_is_base64, letter.received_at)])
     outcome.readings += result.readings
     new = list(DeadLetter.objects.filter(pk__gt=before, topic=letter.topic, received_at=letter.received_at).order_by("pk"))
     if not new:
-        letter.delete()
         if result.pending:
             outcome.moved_to_pending += 1
         else:
@@ -73,8 +75,10 @@ def _replay_one(letter: DeadLetter, outcome: DeadLetterReplay) -> None:
     letter.reason = new[-1].reason
     letter.replay_count += 1
     letter.replayed_at = timezone.now()
-    letter.save(update_fields=["reason", "replay_count", "replayed_at"])
     DeadLetter.objects.filter(pk__in=[n.pk for n in new]).delete()
+    first_kept = letter.created_at
+    letter.save(force_insert=True)  # the same letter, its id kept, with the new reason
+    DeadLetter.objects.filter(pk=letter.pk).update(created_at=first_kept)  # not the time of this replay
     outcome.failed_again += 1
 
 

@@ -152,3 +152,15 @@ def test_a_huge_payload_travels_cut_from_the_bridge_and_is_a_dead_letter_with_it
     letter = DeadLetter.objects.get()
     assert f"payload of {len(huge.payload)} bytes is over the limit of 1000 bytes" in letter.reason
     assert letter.payload_truncated
+
+
+def test_a_bad_message_sent_again_or_redelivered_is_one_dead_letter():
+    make_channel("Europe/Berlin")
+    bad = hostile("iotwatt/m1/telemetry", "{broken")
+
+    ingest_messages([bad])
+    ingest_messages([bad])  # the bridge sent the batch again: same arrival
+    ingest_messages([{**bad, "received_at": "2024-01-01T05:00:00+00:00", "redelivered": True}])  # the broker redelivered it
+    ingest_messages([{**bad, "received_at": "2024-01-01T06:00:00+00:00"}])  # the device sent it again: a new message
+
+    assert DeadLetter.objects.count() == 2
