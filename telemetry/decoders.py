@@ -55,8 +55,9 @@ Each channel (or native quantity):
   sign            optional, 1 or -1: -1 flips a device whose power sign is the opposite of the channel's
                   (stored power is positive in the direction the channel measures, e.g. import for a
                   grid main). Counters cannot be flipped: import and export are separate counters.
-  sample          optional, rates only: "instant" or "interval_average" (the mean over the interval
-                  ending at the reading's time). Passed on in DecodedReading.sample.
+  sample          optional, rates only: "instant", "interval_average" (the mean over the interval
+                  ending at the reading's time) or "interval_average_start" (over the interval
+                  starting at it). Passed on in DecodedReading.sample.
   rollover        optional, counters only: where the register wraps to 0, in `unit`. Passed on in
                   DecodedReading.rollover, in the base unit.
 

@@ -129,7 +129,7 @@ def ingest_messages(messages: list[dict]) -> IngestResult:
     except (DataError, IntegrityError) as exc:
         if len(messages) == 1:
             log.warning("message on %s refused by the database: %s", messages[0].get("topic"), exc)
-            return _dead_letter_alone(messages[0], f"refused by the database: {exc}")
+            return dead_letter_alone(messages[0], f"refused by the database: {exc}")
         log.warning("batch of %d refused by the database (%s); storing its messages one by one", len(messages), exc)
         total = IngestResult(messages=len(messages))
         for message in messages:
@@ -142,7 +142,7 @@ def ingest_messages(messages: list[dict]) -> IngestResult:
         return total
 
 
-def _dead_letter_alone(message: dict, reason: str) -> IngestResult:
+def dead_letter_alone(message: dict, reason: str) -> IngestResult:
     _dead_letter(message, datetime.fromisoformat(message["received_at"]), reason, keep_bytes=settings.INGEST_MAX_PAYLOAD_BYTES).save()
     return IngestResult(messages=1, dead_letters=1)
 

@@ -246,8 +246,28 @@ EMONHUB = {
 # IoTaWatt has no MQTT client: it uploads over HTTP (Emoncms bulk, InfluxDB line protocol, PVOutput)
 # and serves a Query API, so none of its formats reaches the MQTT path these maps serve.
 
+# IoTaWatt over HTTP: its InfluxDB uploads (telemetry/influx_upload.py) arrive as native messages on
+# `iotawatt-influx/<device tag>`, a channel per measurement (output name) and the units tag as the field.
+# Values are averages over the upload interval starting at the line's time. Wh and kWh outputs are the
+# energy of one interval, not a counter: they are left out, so they become dead letters, not wrong energy.
+IOTAWATT_INFLUX = {
+    "topic": "iotawatt-influx/{device}",
+    "timestamp": {"path": "ts", "format": "iso8601"},
+    "channels_path": "channels",
+    "quantities": {
+        "Watts": {"metric": "power", "unit": "W", "sample": "interval_average_start"},
+        "kW": {"metric": "power", "unit": "kW", "sample": "interval_average_start"},
+        "Volts": {"metric": "voltage", "unit": "V", "sample": "interval_average_start"},
+        "VA": {"metric": "apparent_power", "unit": "VA", "sample": "interval_average_start"},
+        "PF": {"metric": "power_factor", "unit": "PF", "sample": "interval_average_start"},
+        "Hz": {"metric": "frequency", "unit": "Hz", "sample": "interval_average_start"},
+    },
+}
+
+
 BUILT_IN_MAPS = {
     "iotwatt_native": IOTWATT_NATIVE,
+    "iotawatt_influx": IOTAWATT_INFLUX,
     "tasmota_sensor": TASMOTA_SENSOR,
     "shelly_gen2_switch": SHELLY_GEN2_SWITCH,
     "shelly_pro_3em": SHELLY_PRO_3EM,

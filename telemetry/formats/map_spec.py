@@ -15,7 +15,9 @@ from .topics import levels_overlap, pattern_problem, topic_regex, wildcard_level
 from .units import UNIT_CONVERSIONS, finite_number
 
 FORMATS = ("iotwatt_native", "json", "plain", "csv")
-SAMPLES = ("instant", "interval_average")
+# interval_average: the mean over the interval ending at the reading's time; interval_average_start:
+# over the interval starting at it (IoTaWatt's InfluxDB uploads stamp the start).
+SAMPLES = ("instant", "interval_average", "interval_average_start")
 # Maps stored before formats existed have no "format": they are native IotWatt maps.
 DEFAULT_FORMAT = "iotwatt_native"
 

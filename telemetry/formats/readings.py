@@ -13,8 +13,8 @@ class DecodedReading:
     # True when the device sent no usable time and the message's arrival time stands in for it:
     # repeated deliveries of one message then carry different times.
     time_from_arrival: bool = False
-    # For power-like metrics, what the map says the value is: "instant" or "interval_average"
-    # (the mean over the interval ending at `time`); None when the map does not say.
+    # For power-like metrics, what the map says the value is: "instant", "interval_average" (the mean
+    # over the interval ending at `time`) or "interval_average_start" (starting at it); None when the map does not say.
     sample: str | None = None
     # For counters, the value at which the register wraps to zero, in the base unit; None if it never wraps.
     rollover: float | None = None
