@@ -255,12 +255,11 @@ IOTAWATT_INFLUX = {
     "timestamp": {"path": "ts", "format": "iso8601"},
     "channels_path": "channels",
     "quantities": {
-        "Watts": {"metric": "power", "unit": "W", "sample": "interval_average_start"},
-        "kW": {"metric": "power", "unit": "kW", "sample": "interval_average_start"},
-        "Volts": {"metric": "voltage", "unit": "V", "sample": "interval_average_start"},
-        "VA": {"metric": "apparent_power", "unit": "VA", "sample": "interval_average_start"},
-        "PF": {"metric": "power_factor", "unit": "PF", "sample": "interval_average_start"},
-        "Hz": {"metric": "frequency", "unit": "Hz", "sample": "interval_average_start"},
+        units: {"metric": metric, "unit": unit, "sample": "interval_average_start"}
+        for units, metric, unit in (
+            ("Watts", "power", "W"), ("kW", "power", "kW"), ("Volts", "voltage", "V"),
+            ("VA", "apparent_power", "VA"), ("PF", "power_factor", "PF"), ("Hz", "frequency", "Hz"),
+        )
     },
 }
 
