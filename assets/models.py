@@ -1,5 +1,6 @@
 """The things we measure: tenants, their sites, the asset tree, and the devices and channels on it."""
 
+import json
 import zoneinfo
 
 from django.conf import settings
@@ -214,8 +215,12 @@ class DeviceModel(models.Model):
         the API before saving) says who saved it."""
         with transaction.atomic():
             super().save(*args, **kwargs)
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None and "parameter_map" not in update_fields:
+                return  # the map in memory was not saved
             latest = self.map_versions.order_by("-version").first()
-            if latest is None or latest.parameter_map != self.parameter_map:
+            # Compared as JSON: in Python True == 1, but a map that says true where it said 1 changed.
+            if latest is None or json.dumps(latest.parameter_map, sort_keys=True) != json.dumps(self.parameter_map, sort_keys=True):
                 ParameterMapVersion.objects.create(
                     device_model=self,
                     version=(latest.version + 1) if latest else 1,

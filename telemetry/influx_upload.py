@@ -10,6 +10,7 @@ quantity, and the time (Unix seconds) is the start of the interval whose average
 Each line becomes part of a message of the device in the native IotWatt form, on the
 topic `iotawatt-influx/<device>`, and goes through the same ingest as MQTT messages
 (the built-in map `iotawatt_influx` reads it); a line that cannot be read is a dead letter.
+Only devices registered with that map, in an organisation the uploader may write, are taken.
 """
 
 import json
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 TOPIC_PREFIX = "iotawatt-influx/"
+# Dead letters of lines that could not be read: no device to replay them to (fix the uploader instead).
+UNREADABLE_LINE_TOPIC = "iotawatt-influx"
 PRECISIONS = {"s": 1, "ms": 1_000, "us": 1_000_000, "u": 1_000_000, "ns": 1_000_000_000}
 
 # Separators that are not escaped with a backslash (line protocol escapes "," " " "=" that way).
@@ -103,8 +106,8 @@ def messages_from_lines(body: str, precision: str, received_at: datetime) -> Upl
             bad_lines.append((line, str(exc)))
             continue
         device, units = point.tags.get("device"), point.tags.get("units")
-        if not device or "/" in device or "+" in device or "#" in device:
-            bad_lines.append((line, "the device tag is missing or holds / + #"))
+        if not device or any(c in device for c in "/+#\x00"):
+            bad_lines.append((line, "the device tag is missing or holds / + # or NUL"))
             continue
         if not units:
             bad_lines.append((line, "the units tag is missing (IoTaWatt's default: units=<unit>)"))

@@ -31,7 +31,7 @@ COUNTERS = {
     "messages_ingested": "messages the workers committed (a redelivered message counts again)",
     "readings_valid": "valid readings in the committed messages",
     "readings_stored": "readings stored for the first time",
-    "dead_letters": "dead letters written",
+    "dead_letters": "messages (or parts of them) refused as dead letters, a repeat of one kept before included",
     "batches_committed": "batches committed",
     "batches_resent": "batches the bridges sent again after a failure or a timeout",
 }

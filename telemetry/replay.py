@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from .influx_upload import UNREADABLE_LINE_TOPIC
 from .ingest import device_claiming, devices_named_in, ingest_messages
 from .models import DeadLetter, PendingDevice, UnclaimedMessage
 from .raw_messages import message_from_stored
@@ -51,7 +52,8 @@ def replay_dead_letters(letters) -> DeadLetterReplay:
             letter = DeadLetter.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
             if letter is None:
                 continue
-            if letter.payload_truncated:
+            # A cut payload is not the message; an InfluxDB line that could not be read names no device.
+            if letter.payload_truncated or letter.topic == UNREADABLE_LINE_TOPIC:
                 outcome.not_replayable += 1
                 continue
             _replay_one(letter, outcome)
@@ -66,13 +68,19 @@ def _replay_one(letter: DeadLetter, outcome: DeadLetterReplay) -> None:
     result = ingest_messages([message_from_stored(letter.topic, letter.payload, letter.payload_is_base64, letter.received_at)])
     outcome.readings += result.readings
     new = list(DeadLetter.objects.filter(pk__gt=before, topic=letter.topic, received_at=letter.received_at).order_by("pk"))
-    if not new:
+    kept_pending = result.pending and UnclaimedMessage.objects.filter(topic=letter.topic, received_at=letter.received_at).exists()
+    if not new and not result.dead_letters and (kept_pending or not result.pending):
         if result.pending:
             outcome.moved_to_pending += 1
         else:
             outcome.stored += 1
         return
-    letter.reason = new[-1].reason
+    if result.pending and not kept_pending:
+        new_reason = "no registered device claims this topic, and the pending-device store is full"
+    else:
+        # Failed again; with no new letter, a twin of this letter (same message) holds the reason.
+        new_reason = new[-1].reason if new else letter.reason
+    letter.reason = new_reason
     letter.replay_count += 1
     letter.replayed_at = timezone.now()
     DeadLetter.objects.filter(pk__in=[n.pk for n in new]).delete()

@@ -13,8 +13,8 @@ from rest_framework.views import APIView
 from assets.models import Device
 from assets.tenancy import writable
 
-from .influx_upload import PRECISIONS, TOPIC_PREFIX, messages_from_lines
-from .ingest import dead_letter_alone
+from .influx_upload import PRECISIONS, TOPIC_PREFIX, UNREADABLE_LINE_TOPIC, messages_from_lines
+from .ingest import dead_letter_alone, device_claiming, devices_named_in
 from .tasks import ingest_batch
 
 
@@ -30,7 +30,8 @@ class LineProtocolParser(BaseParser):
 class InfluxWrite(APIView):
     """InfluxDB line protocol from IoTaWatt: v1 `/write` (basic auth or token) and v2 `/api/v2/write`
     (`Authorization: Token <key>`, an IotWatt API token). Answers 204 once every line is stored or
-    kept as a dead letter, so IoTaWatt moves on; 403 when a named device is not the caller's to write."""
+    kept as a dead letter, so IoTaWatt moves on; 403 (nothing stored) when a named device is not registered
+    or not the caller's to write: IoTaWatt keeps its data and sends it again once it is."""
 
     authentication_classes = [TokenAuthentication, BasicAuthentication]
     permission_classes = [IsAuthenticated]
@@ -54,13 +55,22 @@ class InfluxWrite(APIView):
             return Response({"error": "the body is not UTF-8 text"}, status=status.HTTP_400_BAD_REQUEST)
         received_at = datetime.now(timezone.utc)
         upload = messages_from_lines(body, precision, received_at)
-        named = Device.objects.filter(identifier__in=upload.devices)
-        refused = sorted(set(named.values_list("identifier", flat=True)) - set(writable(named, request.user).values_list("identifier", flat=True)))
+        # Judged on the device each message will reach, as ingest will find it: a device another
+        # organisation registers later, or one of another model claiming the topic, is never written.
+        topics = {message["topic"] for message in upload.messages}
+        devices = devices_named_in(topics)
+        receivers = {topic: device_claiming(topic, devices) for topic in topics}
+        allowed = set(writable(Device.objects.filter(pk__in=[d.pk for d in receivers.values() if d]), request.user).values_list("pk", flat=True))
+        refused = sorted(topic.removeprefix(TOPIC_PREFIX) for topic, device in receivers.items() if device is None or device.pk not in allowed)
         if refused:
-            return Response({"error": f"not allowed to write to device(s) {refused[:10]}"}, status=status.HTTP_403_FORBIDDEN)
+            return Response(
+                {"error": f"no registered IoTaWatt device you may write is named {refused[:10]}: register it first "
+                          "(IoTaWatt keeps its data and sends it again)"},
+                status=status.HTTP_403_FORBIDDEN,
+            )
         if upload.messages:
             ingest_batch(upload.messages)  # in this request: the answer says it is stored
         for line, reason in upload.bad_lines:
-            dead_letter_alone({"topic": TOPIC_PREFIX.rstrip("/"), "payload": line, "received_at": received_at.isoformat()},
+            dead_letter_alone({"topic": UNREADABLE_LINE_TOPIC, "payload": line, "received_at": received_at.isoformat()},
                               f"InfluxDB line: {reason}")
         return Response(status=status.HTTP_204_NO_CONTENT)

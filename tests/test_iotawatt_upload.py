@@ -110,13 +110,47 @@ def test_lines_that_cannot_be_read_are_dead_letters_and_the_rest_is_stored(iotaw
     assert any("unknown quantity 'Wh'" in r for r in reasons) and any("device tag is missing" in r for r in reasons)
 
 
-def test_an_unknown_iotawatt_waits_as_a_pending_device(iotawatt):
+def test_an_unregistered_device_is_refused_until_registered_and_nothing_is_kept(iotawatt):
+    """Kept for later, its lines would go to whoever registers that name first, in any organisation."""
+    world, _ = iotawatt
+    body = "mains,device=iotawatt1,units=Watts value=1 1701608400\nmains,device=garage,units=Watts value=12 1701608400"
+
+    response = token_client(world.users["operator"]).post(V2, body, content_type="text/plain")
+
+    assert response.status_code == 403 and "garage" in response.json()["error"]
+    assert not Reading.objects.exists() and not PendingDevice.objects.exists() and not DeadLetter.objects.exists()
+
+
+def test_a_viewer_may_not_upload(iotawatt):
     world, _ = iotawatt
 
-    response = token_client(world.users["operator"]).post(V2, "mains,device=garage,units=Watts value=12 1701608400", content_type="text/plain")
+    assert token_client(world.users["viewer"]).post(V2, EXAMPLE, content_type="text/plain").status_code == 403
+    assert not Reading.objects.exists()
+
+
+def test_the_device_that_would_receive_the_lines_is_the_one_checked():
+    """Another organisation's device of another model may claim the generated topic: it is refused."""
+    victim = build_world("victim")
+    odd_model = DeviceModel.objects.create(
+        organisation=victim.organisation, key="odd", name="Odd", parameter_map={**IOTAWATT_INFLUX, "topic": "{device}/readings"}
+    )
+    odd = Device.objects.create(site=victim.site, device_model=odd_model, identifier="iotawatt-influx")
+    Channel.objects.create(device=odd, key="mains", metric="power")
+    attacker = build_world("attacker").users["operator"]
+
+    response = token_client(attacker).post(V2, "mains,device=readings,units=Watts value=9 1701608400", content_type="text/plain")
+
+    assert response.status_code == 403
+    assert not Reading.objects.exists()
+
+
+def test_a_nul_in_the_device_tag_is_a_dead_letter_not_an_error(iotawatt):
+    world, _ = iotawatt
+
+    response = token_client(world.users["operator"]).post(V2, "mains,device=x\x00y,units=Watts value=1 1701608400", content_type="text/plain")
 
     assert response.status_code == 204
-    assert PendingDevice.objects.get().identifier == "garage"
+    assert "NUL" in DeadLetter.objects.get().reason
 
 
 @pytest.mark.parametrize(

@@ -66,3 +66,23 @@ def test_the_admin_records_who_saved_and_shows_the_history(client):
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
     assert ParameterMapVersion.objects.get(device_model=model, version=2).saved_by == root
     assert "parameter map version" in client.get(f"/admin/assets/devicemodel/{model.pk}/change/").content.decode().lower()
+
+
+def test_true_where_the_map_said_1_is_a_new_version():
+    """In Python True == 1; in a map they are different values."""
+    model = build_world("bool-versions").device_model
+    model.parameter_map = {**IOTWATT_NATIVE, "description": 1}
+    model.save()
+    model.parameter_map = {**IOTWATT_NATIVE, "description": True}
+    model.save()
+
+    assert model.map_version == 3
+
+
+def test_a_save_of_other_fields_records_no_unsaved_map():
+    model = build_world("fields-versions").device_model
+    model.parameter_map = changed_map()  # changed in memory only
+    model.name = "Renamed"
+    model.save(update_fields=["name"])
+
+    assert model.map_version == 1

@@ -452,3 +452,30 @@ def test_adopting_a_pending_device_someone_adopted_meanwhile_says_so_and_changes
     with pytest.raises(ValidationError, match="adopted or removed meanwhile"):
         adopt(stale, native_model, site)
     assert Device.objects.filter(identifier="late-1").count() == 1
+
+
+def test_replaying_one_of_two_twin_letters_that_fails_again_keeps_it():
+    """Twin letters (one message kept twice) must not let a replay mistake "no new letter" for success."""
+    letter = dict(topic="iotwatt/nobody-registered/telemetry", payload="{broken", received_at=START)
+    DeadLetter.objects.create(reason="not JSON", **letter)
+    DeadLetter.objects.create(reason="not JSON", **letter)
+    make_meter = DeviceModel.objects.create(key="twin-native", name="Twin native", parameter_map=IOTWATT_NATIVE)
+    site = Site.objects.create(organisation=Organisation.objects.create(slug="twins", name="Twins"), name="S", timezone="UTC")
+    Device.objects.create(site=site, device_model=make_meter, identifier="nobody-registered")
+
+    outcome = replay_dead_letters(DeadLetter.objects.filter(pk=DeadLetter.objects.order_by("pk").first().pk))
+
+    assert (outcome.stored, outcome.failed_again) == (0, 1)
+    assert DeadLetter.objects.count() == 2
+
+
+def test_a_replay_into_a_full_pending_store_keeps_the_letter(settings):
+    settings.PENDING_MAX_DEVICES = 1
+    ingest_messages(counters("first-unknown", 1))  # fills the store
+    DeadLetter.objects.create(topic="iotwatt/second-unknown/telemetry", payload=counters("second-unknown", 1)[0]["payload"],
+                              reason="was refused", received_at=START)
+
+    outcome = replay_dead_letters(DeadLetter.objects.all())
+
+    assert outcome.moved_to_pending == 0
+    assert "pending-device store is full" in DeadLetter.objects.get().reason
