@@ -523,6 +523,9 @@ class DeviceModelAdmin(CatalogueAdmin):
     search_fields = ["name", "key", "manufacturer"]
     inlines = [ParameterMapVersionInline]
 
+    def get_queryset(self, request):
+        return DeviceModel.with_map_version(super().get_queryset(request))
+
     def save_model(self, request, obj, form, change):
         obj._changed_by = request.user  # recorded with the map version the save makes
         super().save_model(request, obj, form, change)

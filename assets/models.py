@@ -213,6 +213,7 @@ class DeviceModel(models.Model):
     def save(self, *args, **kwargs):
         """Every map a model has had is kept as a numbered version; `_changed_by` (set by the admin and
         the API before saving) says who saved it."""
+        self.__dict__.pop("latest_map_version", None)  # a list's annotation, stale once saved
         with transaction.atomic():
             super().save(*args, **kwargs)
             update_fields = kwargs.get("update_fields")
@@ -230,8 +231,15 @@ class DeviceModel(models.Model):
 
     @property
     def map_version(self) -> int | None:
+        """Lists annotate it (`with_map_version`): one query for the page, not one per model."""
+        if hasattr(self, "latest_map_version"):
+            return self.latest_map_version
         latest = self.map_versions.order_by("-version").first()
         return latest.version if latest else None
+
+    @staticmethod
+    def with_map_version(queryset):
+        return queryset.annotate(latest_map_version=models.Max("map_versions__version"))
 
 
 class ParameterMapVersion(models.Model):

@@ -300,7 +300,7 @@ class DeviceModelFilter(django_filters.FilterSet):
 class DeviceModelViewSet(TenantViewSet):
     """Built-in models (organisation empty) are read-only; operators manage their organisation's own models."""
 
-    queryset = DeviceModel.objects.all()
+    queryset = DeviceModel.with_map_version(DeviceModel.objects.all())
     serializer_class = s.DeviceModelSerializer
     organisation_path = ("organisation", "id")
     filterset_class = DeviceModelFilter

@@ -86,3 +86,23 @@ def test_a_save_of_other_fields_records_no_unsaved_map():
     model.save(update_fields=["name"])
 
     assert model.map_version == 1
+
+
+def test_the_api_list_shows_map_versions_without_a_query_per_model():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from assets.models import DeviceModel
+
+    world = build_world("many-versions")
+    client = token_client(world.users["operator"])
+
+    def queries_for_list() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/api/device-models/").status_code == 200
+        return len(captured)
+
+    few = queries_for_list()
+    for n in range(10):
+        DeviceModel.objects.create(organisation=world.organisation, key=f"extra-{n}", name=f"Extra {n}", parameter_map=IOTWATT_NATIVE)
+    assert queries_for_list() == few

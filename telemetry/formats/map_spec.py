@@ -77,12 +77,17 @@ def _format(value, label: str) -> str:
     return value
 
 
+def _refuse_unknown_keys(where: str, entry: dict, allowed: set[str]) -> None:
+    """A misspelt key is an error, not silently ignored: say which keys are unknown and which may be there."""
+    unknown = sorted(str(key) for key in set(entry) - allowed)
+    if unknown:
+        raise ParameterMapError(f"{where} has unknown key(s) {unknown}; it may hold {sorted(allowed)}.")
+
+
 def parse_map(raw) -> MapSpec:
     if not isinstance(raw, dict):
         raise ParameterMapError("The parameter map must be a JSON object.")
-    unknown = sorted(str(key) for key in set(raw) - _MAP_KEYS)
-    if unknown:
-        raise ParameterMapError(f"The parameter map has unknown key(s) {unknown}; it may hold {sorted(_MAP_KEYS)}.")
+    _refuse_unknown_keys("The parameter map", raw, _MAP_KEYS)
     default_format = _format(raw.get("format", DEFAULT_FORMAT), '"format"')
     default_timestamp = raw.get("timestamp")
     topics = tuple(_topic(where, entry, default_format, default_timestamp) for where, entry in _topic_entries(raw))
@@ -120,9 +125,7 @@ def parse_map(raw) -> MapSpec:
 def _status(entry, topics: tuple[TopicSpec, ...]) -> StatusSpec:
     if not isinstance(entry, dict):
         raise ParameterMapError('"status" must be an object like {"topic": "tele/{device}/LWT", "online": "Online", "offline": "Offline"}.')
-    unknown = sorted(str(key) for key in set(entry) - _STATUS_KEYS)
-    if unknown:
-        raise ParameterMapError(f'"status" has unknown key(s) {unknown}; it may hold {sorted(_STATUS_KEYS)}.')
+    _refuse_unknown_keys('"status"', entry, _STATUS_KEYS)
     pattern = entry.get("topic")
     problem = pattern_problem(pattern)
     if problem:
@@ -164,9 +167,7 @@ def _topic(where: str, entry, default_format: str, default_timestamp) -> TopicSp
         entry = {"pattern": entry}
     if not isinstance(entry, dict):
         raise ParameterMapError(f'{where} must be a topic pattern or an object {{"pattern": ..., "format": ...}}, not {_short(entry)}.')
-    unknown = sorted(str(key) for key in set(entry) - _TOPIC_KEYS)
-    if unknown:
-        raise ParameterMapError(f"{where} has unknown key(s) {unknown}; it may hold {sorted(_TOPIC_KEYS)}.")
+    _refuse_unknown_keys(where, entry, _TOPIC_KEYS)
     pattern = entry.get("pattern")
     label = where if where == '"topic"' else f"{where}.pattern"
     problem = pattern_problem(pattern)
@@ -203,9 +204,7 @@ def _quantity(where: str, key, spec, allowed: set[str]) -> Quantity:
         raise ParameterMapError(f"{where}: a channel key must be non-empty text.")
     if not isinstance(spec, dict):
         raise ParameterMapError(f'{where} must be an object like {{"metric": "power", "unit": "W"}}, not {_short(spec)}.')
-    unknown = sorted(str(k) for k in set(spec) - allowed)
-    if unknown:
-        raise ParameterMapError(f"{where} has unknown key(s) {unknown}; it may hold {sorted(allowed)}.")
+    _refuse_unknown_keys(where, spec, allowed)
     unit = spec.get("unit")
     if not isinstance(unit, str) or unit not in UNIT_CONVERSIONS:
         raise ParameterMapError(f"{where}.unit must be one of {list(UNIT_CONVERSIONS)}, not {_short(unit)}.")
