@@ -6,6 +6,7 @@ import zoneinfo
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from tree_queries.models import TreeNode
 
@@ -54,6 +55,14 @@ class Site(models.Model):
     name = models.CharField(max_length=200)
     # Local hours, days and months of every figure of this site are cut in this zone.
     timezone = models.CharField(max_length=64, validators=[validate_timezone], help_text="IANA name, e.g. Europe/Berlin")
+    billing_anchor_day = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(31)],
+        help_text="Day of the month a billing period starts (local midnight); in a month without that day, its last day",
+    )
+    demand_interval_minutes = models.PositiveSmallIntegerField(
+        default=15, choices=[(15, "15 minutes"), (30, "30 minutes"), (60, "60 minutes")],
+        help_text="The utility's demand interval: demand is the average power over each such interval",
+    )
 
     class Meta:
         unique_together = [("organisation", "name")]
@@ -343,6 +352,16 @@ class Channel(models.Model):
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.SUB_METER)
     asset = models.ForeignKey(Asset, null=True, blank=True, on_delete=models.SET_NULL, related_name="channels")
     name = models.CharField(max_length=200, blank=True)
+    max_power_w = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0)],
+        help_text="Plausible maximum power (W): a counter step implying more is a spike, a power sample above it is refused. "
+        "Empty: ENERGY_DEFAULT_MAX_POWER_W",
+    )
+    max_gap_s = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(1.0)],
+        help_text="Longest time between two power samples that is still integrated (s); a longer gap lowers the "
+        "coverage instead. Empty: ENERGY_DEFAULT_MAX_GAP_S",
+    )
 
     class Meta:
         unique_together = [("device", "key", "metric")]

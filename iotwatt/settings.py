@@ -204,6 +204,13 @@ INGEST_MAX_FUTURE_S = float(os.environ.get("INGEST_MAX_FUTURE_S", "3600"))
 INGEST_OLDEST = datetime.fromisoformat(os.environ.get("INGEST_OLDEST", "2000-01-01T00:00:00+00:00"))
 if INGEST_OLDEST.tzinfo is None:
     raise ImproperlyConfigured("INGEST_OLDEST needs a UTC offset, e.g. 2000-01-01T00:00:00+00:00")
+# Energy rules (telemetry/energy/): defaults for a channel that sets none of its own.
+# A counter step implying more power than this is a spike; a power sample above it is refused.
+ENERGY_DEFAULT_MAX_POWER_W = float(os.environ.get("ENERGY_DEFAULT_MAX_POWER_W", "10000000"))
+# Power samples further apart than this are not integrated: the gap lowers the coverage instead.
+ENERGY_DEFAULT_MAX_GAP_S = float(os.environ.get("ENERGY_DEFAULT_MAX_GAP_S", "900"))
+if ENERGY_DEFAULT_MAX_POWER_W <= 0 or ENERGY_DEFAULT_MAX_GAP_S <= 0:
+    raise ImproperlyConfigured("ENERGY_DEFAULT_MAX_POWER_W and ENERGY_DEFAULT_MAX_GAP_S must be positive")
 # A redelivered message stamped with its arrival time is matched against readings stored this long before it
 # (telemetry/redelivery.py); a week, as long as the broker keeps a bridge's session.
 INGEST_REDELIVERY_WINDOW_S = float(os.environ.get("INGEST_REDELIVERY_WINDOW_S", str(7 * 24 * 3600)))

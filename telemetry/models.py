@@ -25,10 +25,60 @@ class EnergyBucket(models.Model):
     start = models.DateTimeField()
     energy_wh = models.FloatField()
     covered_seconds = models.FloatField(help_text="Seconds of the bucket lying between two known samples")
+    estimated_wh = models.FloatField(
+        default=0.0, help_text="Part of the energy whose place in time is estimated: a stale counter's catch-up, a counter step across a long gap"
+    )
+    min_power_w = models.FloatField(null=True, help_text="Lowest power within the bucket's covered part")
+    max_power_w = models.FloatField(null=True, help_text="Highest power within the bucket's covered part")
 
     @property
     def coverage(self) -> float:
         return self.covered_seconds / 900.0
+
+    @property
+    def avg_power_w(self) -> float | None:
+        """Average power over the covered part of the bucket."""
+        return self.energy_wh * 3600.0 / self.covered_seconds if self.covered_seconds > 0 else None
+
+
+class EnergyDay(models.Model):
+    """A channel's energy on one local day of its site: the sum of the day's buckets, kept with them.
+
+    Days, weeks, months, years and billing periods are sums of days, so a year of a site is a few
+    thousand rows, not millions of buckets. The day is cut in the site's time zone; changing the
+    zone rebuilds them (telemetry/energy_days.py).
+    """
+
+    pk = models.CompositePrimaryKey("channel", "day")
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="energy_days")
+    day = models.DateField()
+    energy_wh = models.FloatField()
+    covered_seconds = models.FloatField()
+    estimated_wh = models.FloatField(default=0.0)
+
+
+class ReadingFlag(models.Model):
+    """What the energy rules concluded about one stored reading: kept with the buckets, from the same readings."""
+
+    class Kind(models.TextChoices):
+        RESET = "reset", "Counter reset: the value counts from zero"
+        ROLLOVER = "rollover", "Counter wrapped at its declared width"
+        JITTER = "jitter", "Small drop: nothing counts until the counter passes its highest value again"
+        GLITCH = "glitch", "Invalid: the counter dropped and came straight back"
+        SPIKE = "spike", "Invalid: the step implies a power above the channel's plausible maximum"
+        JUMP = "jump", "Counter jumped beyond any plausible power and went on from there: the step is not counted"
+        STALE = "stale", "Estimated: the step after a repeated stale value is spread over the time it covers"
+        OUT_OF_RANGE = "out_of_range", "Invalid: a power above the channel's plausible maximum"
+
+    pk = models.CompositePrimaryKey("channel", "time")
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="reading_flags")
+    time = models.DateTimeField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    detail = models.TextField(blank=True)
+
+    @property
+    def invalid(self) -> bool:
+        return self.kind in (self.Kind.GLITCH, self.Kind.SPIKE, self.Kind.OUT_OF_RANGE)
 
 
 class DeadLetter(models.Model):
