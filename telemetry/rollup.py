@@ -48,7 +48,7 @@ def roll_up_counter_batch(batch: dict[int, list[Sample]], stored: dict[int, list
     additions = []
     for channel_id, samples in batch.items():
         for start, change in bucket_changes(stored.get(channel_id, []), samples).items():
-            additions.append((channel_id, start, change.energy_wh, change.covered_seconds))
+            additions.append((channel_id, start, change.energy_wh, change.covered_seconds, 0.0, None, None))
     add_to_buckets(additions)
 
 
@@ -78,9 +78,9 @@ def recompute_counter_buckets(channel_id: int, changed_from: datetime, changed_t
 
     totals = spread_into_buckets(counter_intervals(samples))
     rows = [
-        (start, total.energy_wh, total.covered_seconds)
+        (start, total.energy_wh, total.covered_seconds, 0.0, None, None)
         for start, total in sorted(totals.items())
         if first_bucket <= start < end_bucket
     ]
-    replace_buckets(channel_id, first_bucket, end_bucket, rows)
+    replace_buckets({(channel_id, first_bucket, end_bucket): rows})
     return len(rows)

@@ -1,4 +1,4 @@
-"""Bulk reads and writes of readings and buckets, one statement each whatever the batch size.
+"""Bulk reads and writes of readings, buckets and days, one statement each whatever the batch size.
 
 The ORM's bulk_create builds a model instance per row, which cost more than the
 database work itself; `unnest` of arrays sends a batch as one statement.
@@ -50,22 +50,55 @@ def insert_readings(rows: list[tuple[int, datetime, float]]) -> int:
         return cursor.rowcount
 
 
-def replace_buckets(channel_id: int, first: datetime, end: datetime, rows: list[tuple[datetime, float, float]]) -> None:
-    """Make the channel's buckets in [first, end) exactly `rows` of (start, energy_wh, covered_seconds)."""
+BUCKET_COLUMNS = {
+    "channel_id": "int8", "start": "timestamptz", "energy_wh": "float8", "covered_seconds": "float8",
+    "estimated_wh": "float8", "min_power_w": "float8", "max_power_w": "float8",
+}
+_DAY_DELTA_COLUMNS = {"channel_id": "int8", "start": "timestamptz", "energy_wh": "float8", "covered_seconds": "float8", "estimated_wh": "float8"}
+
+# The day a bucket belongs to is its local date in the site's zone of the channel's device.
+_ADD_STAGED_TO_DAYS = """
+    INSERT INTO telemetry_energyday AS d (channel_id, day, energy_wh, covered_seconds, estimated_wh)
+    SELECT b.channel_id, (b.start AT TIME ZONE site.timezone)::date, sum(b.energy_wh), sum(b.covered_seconds), sum(b.estimated_wh)
+    FROM {staging} AS b
+    JOIN assets_channel AS channel ON channel.id = b.channel_id
+    JOIN assets_device AS device ON device.id = channel.device_id
+    JOIN assets_site AS site ON site.id = device.site_id
+    GROUP BY 1, 2
+    ON CONFLICT (channel_id, day) DO UPDATE
+    SET energy_wh = d.energy_wh + EXCLUDED.energy_wh,
+        covered_seconds = d.covered_seconds + EXCLUDED.covered_seconds,
+        estimated_wh = d.estimated_wh + EXCLUDED.estimated_wh
+"""
+
+
+def replace_buckets(rows_by_range: dict[tuple[int, datetime, datetime], list[tuple]]) -> None:
+    """For each (channel_id, first, end): make the channel's buckets in [first, end) exactly its rows of
+    (start, energy_wh, covered_seconds, estimated_wh, min_power_w, max_power_w); the days follow.
+
+    The ranges of one channel must not overlap.
+    """
+    if not rows_by_range:
+        return
     with connection.cursor() as cursor:
-        cursor.execute(
-            "DELETE FROM telemetry_energybucket WHERE channel_id = %s AND start >= %s AND start < %s",
-            [channel_id, first, end],
+        _copy_into_staging(
+            cursor, "bucket_range_staging", {"channel_id": "int8", "first": "timestamptz", "end_": "timestamptz"},
+            list(rows_by_range),
         )
-        if rows:
-            starts, energies, covered = zip(*rows)
-            cursor.execute(
-                """
-                INSERT INTO telemetry_energybucket (channel_id, start, energy_wh, covered_seconds)
-                SELECT %s, * FROM unnest(%s::timestamptz[], %s::float8[], %s::float8[])
-                """,
-                [channel_id, list(starts), list(energies), list(covered)],
-            )
+        cursor.execute(
+            """
+            DELETE FROM telemetry_energybucket AS b USING bucket_range_staging AS r
+            WHERE b.channel_id = r.channel_id AND b.start >= r.first AND b.start < r.end_
+            RETURNING b.channel_id, b.start, b.energy_wh, b.covered_seconds, b.estimated_wh
+            """
+        )
+        removed = cursor.fetchall()
+        new_rows = [(channel_id, *row) for (channel_id, _, _), rows in rows_by_range.items() for row in rows]
+        _copy_into_staging(cursor, "bucket_staging", BUCKET_COLUMNS, new_rows)
+        cursor.execute(f"INSERT INTO telemetry_energybucket ({', '.join(BUCKET_COLUMNS)}) SELECT * FROM bucket_staging")
+        deltas = [row[:5] for row in new_rows] + [(c, start, -e, -cov, -est) for c, start, e, cov, est in removed]
+        _copy_into_staging(cursor, "day_delta_staging", _DAY_DELTA_COLUMNS, deltas)
+        cursor.execute(_ADD_STAGED_TO_DAYS.format(staging="day_delta_staging"))
 
 
 def readings_around(spans: dict[int, tuple[datetime, datetime]]) -> dict[int, list[tuple[datetime, float]]]:
@@ -101,23 +134,28 @@ def readings_around(spans: dict[int, tuple[datetime, datetime]]) -> dict[int, li
         return found
 
 
-def add_to_buckets(rows: list[tuple[int, datetime, float, float]]) -> None:
-    """Add (channel_id, start, energy_wh, covered_seconds) to the buckets, creating those not stored yet.
+def add_to_buckets(rows: list[tuple]) -> None:
+    """Add (channel_id, start, energy_wh, covered_seconds, estimated_wh, min_power_w, max_power_w) to the buckets,
+    creating those not stored yet; the days follow.
 
+    Energy, coverage and estimated energy add up; the power extremes widen (a row only ever adds
+    intervals to its bucket: a bucket that loses one is rebuilt by `replace_buckets`).
     One row per (channel, start): PostgreSQL refuses to update a row twice in one statement.
     """
     if not rows:
         return
     with connection.cursor() as cursor:
-        _copy_into_staging(
-            cursor, "bucket_staging", {"channel_id": "int8", "start": "timestamptz", "energy_wh": "float8", "covered_seconds": "float8"}, rows
-        )
+        _copy_into_staging(cursor, "bucket_staging", BUCKET_COLUMNS, rows)
         cursor.execute(
-            """
-            INSERT INTO telemetry_energybucket AS bucket (channel_id, start, energy_wh, covered_seconds)
-            SELECT channel_id, start, energy_wh, covered_seconds FROM bucket_staging
+            f"""
+            INSERT INTO telemetry_energybucket AS bucket ({', '.join(BUCKET_COLUMNS)})
+            SELECT * FROM bucket_staging
             ON CONFLICT (channel_id, start) DO UPDATE
             SET energy_wh = bucket.energy_wh + EXCLUDED.energy_wh,
-                covered_seconds = bucket.covered_seconds + EXCLUDED.covered_seconds
+                covered_seconds = bucket.covered_seconds + EXCLUDED.covered_seconds,
+                estimated_wh = bucket.estimated_wh + EXCLUDED.estimated_wh,
+                min_power_w = LEAST(bucket.min_power_w, EXCLUDED.min_power_w),
+                max_power_w = GREATEST(bucket.max_power_w, EXCLUDED.max_power_w)
             """
         )
+        cursor.execute(_ADD_STAGED_TO_DAYS.format(staging="bucket_staging"))
