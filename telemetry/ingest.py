@@ -17,14 +17,15 @@ from assets.models import Channel, Device
 
 from .decoders import DecodeError, compile_map, decode, decode_status, device_identifier
 from .device_status import DeviceActivity
-from .energy import Sample
+from .channel_rules import ENERGY_METRICS, rules_for
+from .energy import Rules, Sample
 from .formats.map_spec import MapSpec
 from .models import DeadLetter
 from .partitions import ensure_partitions_for
 from .pending import keep_unclaimed
 from .raw_messages import message_payload, payload_size, stored_payload
 from .redelivery import stored_earlier
-from .rollup import lock_channels, roll_up_counter_batch, stored_around
+from .rollup import lock_channels, roll_up_batch, stored_around
 from .storage import insert_readings
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ class IngestResult:
 @dataclass
 class DeviceChannels:
     ids: dict[tuple[str, str], int]  # (key, metric) -> channel id
-    counters: set[int]  # the energy channels: their readings make buckets
+    # The channels whose readings make energy buckets (counters and power): their own limits.
+    limits: dict[int, tuple[str, float | None, float | None]]  # id -> (metric, max_power_w, max_gap_s)
 
 
 def devices_named_in(topics) -> dict[str, Device]:
@@ -64,12 +66,12 @@ def devices_named_in(topics) -> dict[str, Device]:
 
 def channels_of(devices) -> dict[int, DeviceChannels]:
     """By device id; plain tuples, not model instances: a batch may touch thousands of channels."""
-    found = {device.id: DeviceChannels({}, set()) for device in devices}
-    rows = Channel.objects.filter(device_id__in=found).values_list("device_id", "key", "metric", "id")
-    for device_id, key, metric, channel_id in rows:
+    found = {device.id: DeviceChannels({}, {}) for device in devices}
+    rows = Channel.objects.filter(device_id__in=found).values_list("device_id", "key", "metric", "id", "max_power_w", "max_gap_s")
+    for device_id, key, metric, channel_id, max_power_w, max_gap_s in rows:
         found[device_id].ids[(key, metric)] = channel_id
-        if metric == Channel.Metric.ENERGY:
-            found[device_id].counters.add(channel_id)
+        if metric in ENERGY_METRICS:
+            found[device_id].limits[channel_id] = (metric, max_power_w, max_gap_s)
     return found
 
 
@@ -147,7 +149,7 @@ def dead_letter_alone(message: dict, reason: str) -> IngestResult:
     return IngestResult(messages=1, dead_letters=1)
 
 
-def _drop_readings_stored_at_first_arrival(readings: dict, counter_batch: dict, redelivered: list[list[tuple]]) -> None:
+def _drop_readings_stored_at_first_arrival(readings: dict, energy_batch: dict, redelivered: list[list[tuple]]) -> None:
     """A redelivered message is dropped whole when all its arrival-stamped readings were stored before."""
     window = timedelta(seconds=settings.INGEST_REDELIVERY_WINDOW_S)
     stored = stored_earlier([reading for message in redelivered for reading in message], window)
@@ -155,10 +157,10 @@ def _drop_readings_stored_at_first_arrival(readings: dict, counter_batch: dict, 
         if all((channel_id, time) in stored for channel_id, time, _ in message):
             for channel_id, time, _ in message:
                 readings.pop((channel_id, time), None)
-                if channel_id in counter_batch:
-                    counter_batch[channel_id] = [s for s in counter_batch[channel_id] if s.time != time]
-                    if not counter_batch[channel_id]:
-                        del counter_batch[channel_id]
+                if channel_id in energy_batch:
+                    energy_batch[channel_id] = [s for s in energy_batch[channel_id] if s.time != time]
+                    if not energy_batch[channel_id]:
+                        del energy_batch[channel_id]
 
 
 def _dead_letter(message: dict, received_at: datetime, reason: str, keep_bytes: int | None = None) -> DeadLetter:
@@ -200,7 +202,7 @@ def _ingest(messages: list[dict]) -> IngestResult:
     compiled_maps: dict[int, MapSpec] = {}  # by device model: each map compiled once a batch
     readings: dict[tuple[int, datetime], float] = {}
     dead_letters: list[DeadLetter] = []
-    counter_channel_ids: set[int] = set()
+    energy_rules: dict[int, Rules] = {}  # the batch's channels whose readings make buckets
     # Per redelivered message, its readings stamped with the arrival time: perhaps stored at the first arrival.
     redelivered_arrival_readings: list[list[tuple[int, datetime, float]]] = []
     unclaimed: list[tuple[dict, datetime]] = []
@@ -254,7 +256,7 @@ def _ingest(messages: list[dict]) -> IngestResult:
             dead_letter(f"decoder error: {type(exc).__name__}: {exc}")
             continue
         channels = device_channels[device.id].ids
-        counter_channel_ids.update(device_channels[device.id].counters)
+        limits = device_channels[device.id].limits
         message_times: list[datetime] = []
         time_problems: dict[datetime, str | None] = {}  # a message's readings mostly share one time
         arrival_stamped: list[tuple[int, datetime, float]] = []
@@ -271,6 +273,9 @@ def _ingest(messages: list[dict]) -> IngestResult:
                 continue
             # One (channel, time) is one measurement: the first value stored stands, in a batch as across batches.
             readings.setdefault((channel_id, item.time), item.value)
+            if channel_id in limits and channel_id not in energy_rules:
+                metric, max_power_w, max_gap_s = limits[channel_id]
+                energy_rules[channel_id] = rules_for(metric, max_power_w, max_gap_s, item.sample, item.rollover)
             message_times.append(item.time)
             if item.time_from_arrival:
                 arrival_stamped.append((channel_id, item.time, item.value))
@@ -284,11 +289,11 @@ def _ingest(messages: list[dict]) -> IngestResult:
     # Its own short statement: status and last seen are latest-wins, so a repeat after a failed batch is harmless.
     activity.save()
 
-    # Energy buckets come from counter channels; power readings are stored as they are.
-    counter_batch: dict[int, list[Sample]] = defaultdict(list)
+    # Energy buckets come from counter and power channels; voltage and the other rates are stored as they are.
+    energy_batch: dict[int, list[Sample]] = defaultdict(list)
     for (channel_id, time), value in readings.items():
-        if channel_id in counter_channel_ids:
-            counter_batch[channel_id].append(Sample(time, value))
+        if channel_id in energy_rules:
+            energy_batch[channel_id].append(Sample(time, value))
 
     valid_readings = len(readings)
     # Before the batch's transaction: a month's new partition then commits at once, and is never
@@ -296,13 +301,13 @@ def _ingest(messages: list[dict]) -> IngestResult:
     ensure_partitions_for(time for _, time in readings)
     with transaction.atomic():
         lock_channels({channel_id for channel_id, _ in readings})
-        _drop_readings_stored_at_first_arrival(readings, counter_batch, redelivered_arrival_readings)
-        stored = stored_around(counter_batch)
+        _drop_readings_stored_at_first_arrival(readings, energy_batch, redelivered_arrival_readings)
+        stored = stored_around(energy_batch)
         result.new_readings = insert_readings([(channel_id, time, value) for (channel_id, time), value in readings.items()])
         refused = len(dead_letters)  # repeats included: a replay learns from it whether its message failed again
         DeadLetter.objects.bulk_create(letters_not_kept_before(dead_letters))
         keep_unclaimed(unclaimed)
-        roll_up_counter_batch(counter_batch, stored)
+        roll_up_batch(energy_batch, stored, energy_rules)
 
     result.readings = valid_readings
     result.dead_letters = refused

@@ -1,23 +1,23 @@
-"""Keep a channel's 15-minute energy buckets equal to what its stored readings say.
+"""Keep a channel's 15-minute buckets and reading flags equal to what its stored readings say.
 
-The invariant, kept by every transaction under the channel's lock: the buckets
-are the energy of all the channel's stored readings. Energy is a sum over
-consecutive readings, so new readings change only the intervals between their
-stored neighbours: before inserting a batch, the stored readings around it are
-read (for an in-order batch, just the newest one), and each bucket gets the
-difference between the intervals with and without the new readings. A late,
-out-of-order, repeated or concurrent batch costs the same few statements as an
-in-order one, whatever the number of channels, and gives the same buckets as a
-clean stream. `recompute_counter_buckets` rebuilds buckets from scratch.
+The invariant, kept by every transaction under the channel's lock: the buckets and flags are
+the energy rules applied to all the channel's stored readings. The rules look only at nearby
+readings, so before a batch is inserted the stored readings around it are read (for an
+in-order batch, just the newest few), and each bucket gets what the new readings change
+(telemetry/energy/changes.py). A late, out-of-order, repeated or concurrent batch costs the
+same few statements as an in-order one and gives the same buckets as a clean stream. A bucket
+that loses an interval (a late reading between two stored ones, a sample found to be a glitch)
+is rebuilt from the stored readings after the insert. `recompute_channel` rebuilds a whole
+channel from scratch: the reference the tests compare against, and the repair tool.
 """
 
 from datetime import datetime
 
 from django.db import connection
 
-from .energy import Sample, bucket_ceil, bucket_changes, bucket_floor, counter_intervals, spread_into_buckets
-from .models import Reading
-from .storage import add_to_buckets, readings_around, replace_buckets
+from .energy import BUCKET, CONTEXT_SAMPLES, Rules, Sample, bucket_changes, bucket_floor, energy_of, spread_into_buckets
+from .models import EnergyBucket, Reading, ReadingFlag
+from .storage import add_to_buckets, readings_around, replace_buckets, write_flags
 
 # Namespace of the PostgreSQL advisory locks that serialise writers of one channel.
 CHANNEL_LOCK_NAMESPACE = 7_101
@@ -36,51 +36,70 @@ def lock_channels(channel_ids) -> None:
 
 def stored_around(batch: dict[int, list[Sample]]) -> dict[int, list[Sample]]:
     """Read before inserting the batch, under the channels' locks: the stored samples its energy depends on."""
-    spans = {channel_id: (min(s.time for s in samples), max(s.time for s in samples)) for channel_id, samples in batch.items()}
-    return {channel_id: [Sample(t, v) for t, v in rows] for channel_id, rows in readings_around(spans).items()}
+    channel_ids = list(batch)
+    spans = [(c, min(s.time for s in batch[c]), max(s.time for s in batch[c])) for c in channel_ids]
+    found = readings_around(spans, CONTEXT_SAMPLES)
+    return {channel_id: [Sample(t, v) for t, v in rows] for channel_id, rows in zip(channel_ids, found)}
 
 
-def roll_up_counter_batch(batch: dict[int, list[Sample]], stored: dict[int, list[Sample]]) -> None:
-    """Add the batch's energy changes to the buckets, once its readings are inserted.
+def roll_up_batch(batch: dict[int, list[Sample]], stored: dict[int, list[Sample]], rules: dict[int, Rules]) -> None:
+    """Bring the buckets and flags in step with the batch, once its readings are inserted.
 
     `stored`: from `stored_around`, read before the insert under the same locks.
     """
-    additions = []
+    additions, rebuild, flags_removed, flags_added = [], {}, [], []
     for channel_id, samples in batch.items():
-        for start, change in bucket_changes(stored.get(channel_id, []), samples).items():
-            additions.append((channel_id, start, change.energy_wh, change.covered_seconds, 0.0, None, None))
+        changes = bucket_changes(stored.get(channel_id, []), samples, rules[channel_id])
+        for start, change in changes.additions.items():
+            if start not in changes.rebuild:
+                additions.append((channel_id, start, change.energy_wh, change.covered_seconds, change.estimated_wh,
+                                  change.min_power_w, change.max_power_w))
+        if changes.rebuild:
+            rebuild[channel_id] = changes.rebuild
+        flags_removed += [(channel_id, flag.time) for flag in changes.flags_removed]
+        flags_added += [(channel_id, flag.time, flag.kind, flag.detail) for flag in changes.flags_added]
     add_to_buckets(additions)
+    rebuild_buckets({channel_id: (starts, rules[channel_id]) for channel_id, starts in rebuild.items()})
+    write_flags(flags_removed, flags_added)
 
 
-def recompute_counter_buckets(channel_id: int, changed_from: datetime, changed_to: datetime) -> int:
-    """Recompute every bucket whose energy depends on readings in [changed_from, changed_to].
+def _ranges(starts) -> list[tuple[datetime, datetime]]:
+    """Bucket starts merged into runs [first, end)."""
+    ranges: list[list[datetime]] = []
+    for start in sorted(starts):
+        if ranges and ranges[-1][1] == start:
+            ranges[-1][1] = start + BUCKET
+        else:
+            ranges.append([start, start + BUCKET])
+    return [(first, end) for first, end in ranges]
 
-    A reading changes the intervals to its neighbours, so the range widens to the
-    stored neighbours; whole buckets are then rebuilt from every reading that
-    touches them. Call inside the transaction that holds the channel's lock.
-    """
-    readings = Reading.objects.filter(channel_id=channel_id)
-    before = readings.filter(time__lt=changed_from).order_by("-time").values_list("time", flat=True).first()
-    after = readings.filter(time__gt=changed_to).order_by("time").values_list("time", flat=True).first()
-    first_bucket = bucket_floor(before or changed_from)
-    end_bucket = bucket_ceil(after or changed_to)
 
-    # Every interval overlapping [first_bucket, end_bucket) starts at or after the
-    # last reading at or before first_bucket, and ends at or before the first one after end_bucket.
-    start_anchor = readings.filter(time__lte=first_bucket).order_by("-time").values_list("time", flat=True).first()
-    end_anchor = readings.filter(time__gte=end_bucket).order_by("time").values_list("time", flat=True).first()
-    window = readings
-    if start_anchor is not None:
-        window = window.filter(time__gte=start_anchor)
-    if end_anchor is not None:
-        window = window.filter(time__lte=end_anchor)
-    samples = [Sample(t, v) for t, v in window.order_by("time").values_list("time", "value")]
+def rebuild_buckets(wanted: dict[int, tuple[set[datetime], Rules]]) -> None:
+    """Make the given buckets exactly what the stored readings say: every reading in them, and the rules' context around."""
+    spans = [(channel_id, first, end) for channel_id, (starts, _) in wanted.items() for first, end in _ranges(starts)]
+    windows = readings_around(spans, CONTEXT_SAMPLES)
+    rows_by_range = {}
+    for (channel_id, first, end), rows in zip(spans, windows):
+        totals = spread_into_buckets(energy_of([Sample(t, v) for t, v in rows], wanted[channel_id][1]).intervals)
+        rows_by_range[(channel_id, first, end)] = [
+            (start, t.energy_wh, t.covered_seconds, t.estimated_wh, t.min_power_w, t.max_power_w)
+            for start, t in sorted(totals.items()) if first <= start < end
+        ]
+    replace_buckets(rows_by_range)
 
-    totals = spread_into_buckets(counter_intervals(samples))
-    rows = [
-        (start, total.energy_wh, total.covered_seconds, 0.0, None, None)
-        for start, total in sorted(totals.items())
-        if first_bucket <= start < end_bucket
-    ]
-    replace_buckets({(channel_id, first_bucket, end_bucket): rows})
+
+def recompute_channel(channel_id: int, rules: Rules) -> int:
+    """Rebuild all the channel's buckets and flags from its stored readings. Call under the channel's lock."""
+    samples = [Sample(t, v) for t, v in Reading.objects.filter(channel_id=channel_id).order_by("time").values_list("time", "value")]
+    energy = energy_of(samples, rules)
+    totals = spread_into_buckets(energy.intervals)
+    stored = EnergyBucket.objects.filter(channel_id=channel_id).values_list("start", flat=True)
+    first = min([*totals, *stored], default=None)
+    if first is None:
+        return 0
+    end = max([*totals, *stored]) + BUCKET
+    rows = [(start, t.energy_wh, t.covered_seconds, t.estimated_wh, t.min_power_w, t.max_power_w) for start, t in sorted(totals.items())]
+    replace_buckets({(channel_id, bucket_floor(first), end): rows})
+    ReadingFlag.objects.filter(channel_id=channel_id).delete()
+    write_flags([], [(channel_id, flag.time, flag.kind, flag.detail) for flag in energy.flags])
     return len(rows)

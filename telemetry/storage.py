@@ -101,37 +101,64 @@ def replace_buckets(rows_by_range: dict[tuple[int, datetime, datetime], list[tup
         cursor.execute(_ADD_STAGED_TO_DAYS.format(staging="day_delta_staging"))
 
 
-def readings_around(spans: dict[int, tuple[datetime, datetime]]) -> dict[int, list[tuple[datetime, float]]]:
-    """For each channel and (first, last): its stored readings within, and the nearest one on either side.
+def readings_around(spans: list[tuple[int, datetime, datetime]], context: int) -> list[list[tuple[datetime, float]]]:
+    """For each (channel_id, first, last): its stored readings within, and `context` on either side, oldest first.
 
-    Three index probes per channel in one statement; in the usual in-order case
-    this finds only the newest reading. The spans go in by COPY: quoting thousands
-    of timestamps into the statement cost more than the probes.
+    Three index probes per span in one statement; for an in-order batch only the newest
+    readings. The spans go in by COPY: quoting thousands of timestamps into the statement
+    cost more than the probes.
     """
     if not spans:
-        return {}
+        return []
     with connection.cursor() as cursor:
         _copy_into_staging(
-            cursor, "span_staging", {"channel_id": "int8", "first": "timestamptz", "last": "timestamptz"},
-            ((channel_id, first, last) for channel_id, (first, last) in spans.items()),
+            cursor, "span_staging", {"span": "int8", "channel_id": "int8", "first": "timestamptz", "last": "timestamptz"},
+            ((index, channel_id, first, last) for index, (channel_id, first, last) in enumerate(spans)),
         )
         cursor.execute(
             """
-            SELECT c.channel_id, r.time, r.value
+            SELECT c.span, r.time, r.value
             FROM span_staging AS c
             CROSS JOIN LATERAL (
-                (SELECT time, value FROM telemetry_reading WHERE channel_id = c.channel_id AND time < c.first ORDER BY time DESC LIMIT 1)
+                (SELECT time, value FROM telemetry_reading WHERE channel_id = c.channel_id AND time < c.first ORDER BY time DESC LIMIT %(context)s)
                 UNION ALL
                 (SELECT time, value FROM telemetry_reading WHERE channel_id = c.channel_id AND time >= c.first AND time <= c.last)
                 UNION ALL
-                (SELECT time, value FROM telemetry_reading WHERE channel_id = c.channel_id AND time > c.last ORDER BY time LIMIT 1)
+                (SELECT time, value FROM telemetry_reading WHERE channel_id = c.channel_id AND time > c.last ORDER BY time LIMIT %(context)s)
             ) AS r
-            """
+            """,
+            {"context": context},
         )
-        found: dict[int, list[tuple[datetime, float]]] = {channel_id: [] for channel_id in spans}
-        for channel_id, time, value in cursor.fetchall():
-            found[channel_id].append((time, value))
+        found: list[list[tuple[datetime, float]]] = [[] for _ in spans]
+        for span, time, value in cursor.fetchall():
+            found[span].append((time, value))
+        for rows in found:
+            rows.sort()
         return found
+
+
+def write_flags(removed: list[tuple[int, datetime]], added: list[tuple[int, datetime, str, str]]) -> None:
+    """Drop the flags of (channel_id, time), then store (channel_id, time, kind, detail); one flag a reading, the last given stands."""
+    with connection.cursor() as cursor:
+        if removed:
+            channels, times = zip(*removed)
+            cursor.execute(
+                "DELETE FROM telemetry_readingflag AS f USING unnest(%s::bigint[], %s::timestamptz[]) AS gone(channel_id, time) "
+                "WHERE f.channel_id = gone.channel_id AND f.time = gone.time",
+                [list(channels), list(times)],
+            )
+        if added:
+            latest = {(channel_id, time): (kind, detail) for channel_id, time, kind, detail in added}
+            _copy_into_staging(
+                cursor, "flag_staging", {"channel_id": "int8", "time": "timestamptz", "kind": "text", "detail": "text"},
+                [(channel_id, time, kind, detail) for (channel_id, time), (kind, detail) in latest.items()],
+            )
+            cursor.execute(
+                """
+                INSERT INTO telemetry_readingflag (channel_id, time, kind, detail) SELECT * FROM flag_staging
+                ON CONFLICT (channel_id, time) DO UPDATE SET kind = EXCLUDED.kind, detail = EXCLUDED.detail
+                """
+            )
 
 
 def add_to_buckets(rows: list[tuple]) -> None:

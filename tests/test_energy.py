@@ -12,7 +12,8 @@ from telemetry.energy import (
     Sample,
     bucket_ceil,
     bucket_floor,
-    counter_intervals,
+    Rules,
+    counter_energy,
     spread_into_buckets,
 )
 
@@ -35,6 +36,10 @@ E01_SAMPLES = [
     Sample(at("2024-05-10T10:00:00+02:00"), 0.30),
     Sample(at("2024-05-10T11:00:00+02:00"), 0.75),
 ]
+
+
+def counter_intervals(samples) -> list[Interval]:
+    return counter_energy(samples, Rules()).intervals
 
 
 def energy_per_local_hour(buckets, zone: str) -> dict[int, float]:

@@ -1,0 +1,183 @@
+"""Energy from a cumulative counter: the difference of consecutive samples, when it is not plain.
+
+A drop below the last valid sample is, in the order tried:
+1. jitter: small against the value (at most JITTER_FRACTION of it). Nothing counts until the
+   counter passes its highest value again, so the wobble is never counted twice;
+2. the end of an upward glitch: the last sample stepped up and this one is back between the two
+   before: that last sample was invalid;
+3. a glitch: within GLITCH_LOOKAHEAD samples the counter comes back to the value before the drop
+   (a 0 or a bad read between good ones): the samples below are invalid;
+4. a rollover: the register wrapped at its declared width, and the step across the wrap is plausible;
+5. a reset: the counter restarted from zero, so the new value is the energy since the reset.
+   Nothing is known of the time before it, so nothing more counts (and the new value is not
+   counted either if it is more than the time since the last sample allows).
+A step up:
+- implying a power above the plausible maximum over the time since the value last changed is a
+  spike (invalid), or, when the counter goes on from the new value, a jump (the register was set:
+  the step is not counted). A long gap is not a spike: the power is judged over the whole time;
+- after a value repeated (stale) for up to STALE_MAX_REPEATS samples, a step about as big as the
+  counter's earlier rate over the whole stale time (a "double step") is spread over that time, estimated.
+
+The rules remember the last MEMORY_SAMPLES valid samples and look GLITCH_LOOKAHEAD ahead, no
+further: the highest value (for jitter) and the time the value last changed (for spikes) are
+taken within that memory. So a sample's verdict never depends on what lies further away, and the
+roll-up can work out a late sample's effect from a few stored neighbours (telemetry/energy/changes.py)
+and get what the whole stream gives.
+"""
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from .samples import Energy, Flag, Interval, Rules, Sample, in_time_order
+
+JITTER_FRACTION = 1e-4
+GLITCH_LOOKAHEAD = 3
+MEMORY_SAMPLES = 12
+STALE_MAX_REPEATS = 8  # within the memory: a longer run of one value is a real plateau
+# A stale step is spread when, over the whole stale time, it runs at this range of the earlier rate
+# while on its own interval it runs at least STALE_STEP_FACTOR times that rate.
+STALE_RATE_RANGE = (0.5, 2.0)
+STALE_STEP_FACTOR = 1.5
+
+
+@dataclass
+class _State:
+    """Everything a later sample's verdict depends on; copied so a verdict can be taken back."""
+
+    last: int | None = None  # index of the last valid sample
+    recent: tuple[Sample, ...] = ()  # the last MEMORY_SAMPLES valid samples since the last reset
+    changed_at: datetime | None = None  # when the counter last moved up (or restarted)
+    rate_w: float | None = None  # average power of the last interval that moved it
+    plateau_from: int = 0  # first interval of the current run of zero steps
+    stepped_up: bool = False  # the last valid sample was a plain step up
+    intervals: int = 0  # how many intervals and flags existed before the last valid sample
+    flags: int = 0
+
+
+def counter_energy(samples, rules: Rules) -> Energy:
+    ordered = in_time_order(samples)
+    intervals: list[Interval] = []
+    flags: list[Flag] = []
+    state, before_last = _State(), _State()
+
+    def plausible(energy_wh: float, since: datetime, until: datetime) -> bool:
+        seconds = (until - since).total_seconds()
+        if rules.max_power_w is None:
+            return True
+        return seconds > 0 and energy_wh * 3600.0 / seconds <= rules.max_power_w
+
+    def accept(i: int, restart: bool = False, **changes) -> None:
+        """Sample i is valid: it becomes the last one, and the state before it is kept for a take-back.
+
+        `restart`: the counter starts afresh here (reset, rollover, jump): nothing before it is remembered.
+        """
+        nonlocal state, before_last
+        before_last = state
+        recent = (ordered[i],) if restart else (*state.recent, ordered[i])[-MEMORY_SAMPLES:]
+        state = replace(state, last=i, recent=recent, stepped_up=False, **changes)
+
+    i = 0
+    while i < len(ordered):
+        current = ordered[i]
+        if state.last is None:
+            state = _State(last=i, recent=(current,), changed_at=current.time)
+            i += 1
+            continue
+        last = ordered[state.last]
+        high = max(sample.value for sample in state.recent)
+        changed_at = max(state.changed_at, state.recent[0].time)  # no further back than the memory
+        start_count = (len(intervals), len(flags))
+
+        if current.value < last.value:
+            drop = last.value - current.value
+            if drop <= JITTER_FRACTION * abs(last.value):
+                intervals.append(Interval(last.time, current.time, 0.0))
+                flags.append(Flag(current.time, "jitter", f"{drop:g} below the last value"))
+                accept(i, intervals=start_count[0], flags=start_count[1])
+                i += 1
+                continue
+            if state.stepped_up and before_last.last is not None and current.value >= ordered[before_last.last].value:
+                # The last sample stood out above both neighbours: take its verdict back and judge this one again.
+                glitch = last
+                del intervals[state.intervals:]
+                del flags[state.flags:]
+                state, before_last = before_last, _State()  # one take-back: the sample before is not judged again
+                flags.append(Flag(glitch.time, "glitch", "stood above the samples on either side"))
+                continue
+            back = _comes_back(ordered, i, last.value)
+            if back is not None:
+                for k in range(i, back):
+                    flags.append(Flag(ordered[k].time, "glitch", f"dropped from {last.value:g} and came back"))
+                i = back
+                continue
+            if rules.rollover_wh:
+                wrapped = current.value + rules.rollover_wh - high
+                if 0 <= wrapped <= rules.rollover_wh / 2 and plausible(wrapped, changed_at, current.time):
+                    intervals.append(Interval(last.time, current.time, wrapped))
+                    flags.append(Flag(current.time, "rollover", f"wrapped at {rules.rollover_wh:g}"))
+                    accept(i, restart=True, changed_at=current.time, rate_w=_rate(intervals[-1]),
+                           plateau_from=len(intervals), intervals=start_count[0], flags=start_count[1])
+                    i += 1
+                    continue
+            counted = current.value if current.value >= 0 and plausible(current.value, last.time, current.time) else 0.0
+            intervals.append(Interval(last.time, current.time, counted))
+            detail = f"from {last.value:g} to {current.value:g}"
+            flags.append(Flag(current.time, "reset", detail if counted == current.value else detail + "; the value is more than the time allows, not counted"))
+            accept(i, restart=True, changed_at=current.time, rate_w=None,
+                   plateau_from=len(intervals), intervals=start_count[0], flags=start_count[1])
+            i += 1
+            continue
+
+        step = current.value - high
+        if step <= 0:  # repeated value, or still below the highest after jitter
+            intervals.append(Interval(last.time, current.time, 0.0))
+            accept(i, intervals=start_count[0], flags=start_count[1])
+            i += 1
+            continue
+
+        if not plausible(step, changed_at, current.time):
+            following = ordered[i + 1] if i + 1 < len(ordered) else None
+            if following is not None and following.value >= current.value and plausible(following.value - current.value, current.time, following.time):
+                flags.append(Flag(current.time, "jump", f"from {high:g} to {current.value:g}: more than the time allows, not counted"))
+                accept(i, restart=True, changed_at=current.time, rate_w=None,
+                       plateau_from=len(intervals), intervals=start_count[0], flags=start_count[1])
+            else:
+                flags.append(Flag(current.time, "spike", f"{step:g} above {high:g}: more than the time allows"))
+            i += 1
+            continue
+
+        repeats = len(intervals) - state.plateau_from
+        if 1 <= repeats <= STALE_MAX_REPEATS and state.rate_w and _is_stale_catch_up(step, state.rate_w, changed_at, last, current):
+            stale_from = intervals[state.plateau_from].start
+            del intervals[state.plateau_from:]
+            intervals.append(Interval(stale_from, current.time, step, estimated=True))
+            flags.append(Flag(current.time, "stale", f"repeated {repeats} time(s) before; spread since {stale_from.isoformat()}"))
+        else:
+            intervals.append(Interval(last.time, current.time, step))
+        accept(i, changed_at=current.time, rate_w=_rate(intervals[-1]),
+               plateau_from=len(intervals), intervals=start_count[0], flags=start_count[1])
+        state.stepped_up = True
+        i += 1
+    return Energy(intervals, flags)
+
+
+def _rate(interval: Interval) -> float | None:
+    return interval.energy_wh * 3600.0 / interval.seconds if interval.seconds > 0 else None
+
+
+def _is_stale_catch_up(step: float, rate_w: float, changed_at: datetime, last: Sample, current: Sample) -> bool:
+    own_seconds = (current.time - last.time).total_seconds()
+    whole_seconds = (current.time - changed_at).total_seconds()
+    if own_seconds <= 0 or whole_seconds <= 0:
+        return False
+    low, high = STALE_RATE_RANGE
+    whole_rate = step * 3600.0 / whole_seconds
+    return step * 3600.0 / own_seconds >= STALE_STEP_FACTOR * rate_w and low * rate_w <= whole_rate <= high * rate_w
+
+
+def _comes_back(ordered: list[Sample], drop_at: int, level: float) -> int | None:
+    """Index of the first of the next GLITCH_LOOKAHEAD samples back at `level` or above, if any."""
+    for k in range(drop_at + 1, min(drop_at + 1 + GLITCH_LOOKAHEAD, len(ordered))):
+        if ordered[k].value >= level:
+            return k
+    return None
