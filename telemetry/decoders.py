@@ -40,7 +40,9 @@ Where a value sits, by format:
   json            `path` in the (rooted, wrapped) document, default the channel key. Dotted keys;
                   ':' is an ordinary character ("params.switch:0.aenergy.total"); "by_minute[1]" or
                   "by_minute.1" indexes an array; "a\\.b" is the key "a.b"; or a JSON list of keys.
-                  A channel absent from a message is not in that message (Shelly sends only changes).
+                  A channel absent from a message is not in that message (Shelly sends only changes);
+                  null or text where its path needs an object ({"ENERGY": null}) is a problem of
+                  each channel under it, never a reading.
   plain           the whole payload is one decimal number of the channel named by {channel} (or the
                   topic's "channel"). Topics of channels the map does not define are ignored.
   csv             `column` (from 0) of a comma-separated row.

@@ -99,3 +99,30 @@ def test_iotawatt_influx(bad):
 
     assert {(r.metric, r.value) for r in readings} == {("voltage", 239.5)}
     assert len(problems) == 1 and "'mains'" in problems[0] and "Watts" in problems[0], problems
+
+
+# A null or text standing where the object of values should be: the values are unavailable, not absent
+
+
+@pytest.mark.parametrize("bad", ["null", '"unavailable"', "0"])
+def test_an_unavailable_object_of_values_is_a_problem_of_each_channel_inside_it(bad):
+    payload = '{"src":"shellyplus1pm-1","method":"NotifyStatus","params":{"ts":1705744820.0,"switch:0":{"aenergy":%s,"apower":35.2}}}' % bad
+
+    readings, problems = decode("shellyplus1pm-1/events/rpc", payload, SHELLY_GEN2_SWITCH, ARRIVAL)
+
+    assert_no_reading_of("energy", readings, problems, {"power": 35.2})
+    assert problems == [f"channel 'energy': params.switch:0.aenergy.total has no value: params.switch:0.aenergy is {bad} where an object was expected"]
+
+
+def test_a_null_tasmota_energy_object_gives_one_problem_per_channel_and_no_reading():
+    readings, problems = decode("tele/plug1/SENSOR", '{"Time":"2024-01-20T10:00:20","ENERGY":null}', TASMOTA_SENSOR, ARRIVAL)
+
+    assert readings == []
+    assert len(problems) == len(TASMOTA_SENSOR["channels"]) and all("ENERGY is null where an object was expected" in p for p in problems)
+
+
+def test_an_object_that_is_simply_not_sent_is_no_problem():
+    # Shelly's NotifyStatus carries only what changed: no "aenergy" key is no news, not a missing value.
+    payload = '{"src":"shellyplus1pm-1","method":"NotifyStatus","params":{"ts":1705744820.0,"switch:0":{"apower":35.2}}}'
+
+    assert decode("shellyplus1pm-1/events/rpc", payload, SHELLY_GEN2_SWITCH, ARRIVAL)[1] == []

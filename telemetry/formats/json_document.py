@@ -10,7 +10,7 @@ import re
 from .errors import DecodeError
 from .extracted import Extracted, RawValue, shown
 from .map_spec import MapSpec, Quantity, TopicSpec
-from .paths import MISSING, lookup, nest, path_text
+from .paths import MISSING, blocked_at, lookup, nest, path_text
 from .units import finite_number, payload_unit_factor, units_of
 
 
@@ -39,6 +39,14 @@ def read(payload: str | bytes, topic: TopicSpec, match: re.Match, spec: MapSpec)
     for key, quantity in spec.channels.items():
         raw = lookup(document, quantity.path)
         if raw is MISSING:
+            # {"ENERGY": null} says the values are unavailable: a problem, where an absent key is just not sent.
+            blocked = blocked_at(document, quantity.path)
+            if blocked is not None:
+                prefix, value = blocked
+                extracted.problems.append(
+                    f"channel {key!r}: {path_text(quantity.path)} has no value: {path_text(prefix)} is "
+                    f"{json.dumps(value)[:40]} where an object was expected"
+                )
             continue
         unit_factor = 1.0
         if quantity.unit_path is not None:
