@@ -40,7 +40,9 @@ Where a value sits, by format:
   json            `path` in the (rooted, wrapped) document, default the channel key. Dotted keys;
                   ':' is an ordinary character ("params.switch:0.aenergy.total"); "by_minute[1]" or
                   "by_minute.1" indexes an array; "a\\.b" is the key "a.b"; or a JSON list of keys.
-                  A channel absent from a message is not in that message (Shelly sends only changes).
+                  A channel absent from a message is not in that message (Shelly sends only changes);
+                  null or text where its path needs an object ({"ENERGY": null}) is a problem of
+                  each channel under it, never a reading.
   plain           the whole payload is one decimal number of the channel named by {channel} (or the
                   topic's "channel"). Topics of channels the map does not define are ignored.
   csv             `column` (from 0) of a comma-separated row.
@@ -51,7 +53,17 @@ Each channel (or native quantity):
   metric, unit    unit one of UNIT_CONVERSIONS; it must measure the metric. Stored values are in the
                   metric's base unit: energy Wh (a cumulative counter), power W, voltage V, current A,
                   reactive_power var, apparent_power VA, frequency Hz, power_factor (dimensionless, "PF").
-  scale           optional, default 1: the raw number times scale is in `unit` (a 0.1 Wh register: 0.1).
+  unit_path       json only, instead of `unit`: where each message names its value's unit, e.g.
+                  {"energy": {"value": 1523400, "unit": "Wh"}} with "path": "energy.value",
+                  "unit_path": "energy.unit". The named unit must be one of UNIT_CONVERSIONS that
+                  measures the metric (compared exactly: "mWh" is not "MWh") and is converted to the
+                  base unit like a declared one (1523.4 "kWh" is 1523400 Wh; 4481 "W" is never kW).
+                  A missing, unknown or wrong-metric unit ("W" for an energy counter, "kWh" for power)
+                  makes that channel's value a problem naming the channel, the unit and the accepted
+                  units; the message's other channels still decode. Not with "unit" or "rollover",
+                  nor on a channel that a plain or csv topic carries (a bare value names no unit).
+  scale           optional, default 1: the raw number times scale is in `unit` (a 0.1 Wh register: 0.1),
+                  or in the unit the message names.
   sign            optional, 1 or -1: -1 flips a device whose power sign is the opposite of the channel's
                   (stored power is positive in the direction the channel measures, e.g. import for a
                   grid main). Counters cannot be flipped: import and export are separate counters.
@@ -187,7 +199,7 @@ def decode(
     problems = list(extracted.problems)
     for item in extracted.values:
         quantity = item.quantity
-        value = item.number * quantity.factor if item.number is not None else None
+        value = item.number * quantity.factor * item.unit_factor if item.number is not None else None
         if value is None or not math.isfinite(value):  # checked after scaling too: 1e306 kWh overflows
             problems.append(f"channel {item.channel_key!r}: {item.source} = {item.shown} is not a finite number")
             continue

@@ -12,6 +12,7 @@ class RawValue(NamedTuple):
     number: float | None  # None: the payload held something that is not a finite number
     source: str  # where it came from, for the problem message ("ENERGY.Power", "payload", "column 3")
     shown: str  # the raw value as the device sent it, for the problem message
+    unit_factor: float = 1.0  # to the base unit, when the message names the unit (the map's unit is in quantity.factor)
 
 
 @dataclass

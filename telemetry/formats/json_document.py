@@ -9,9 +9,9 @@ import re
 
 from .errors import DecodeError
 from .extracted import Extracted, RawValue, shown
-from .map_spec import MapSpec, TopicSpec
-from .paths import MISSING, lookup, nest, path_text
-from .units import finite_number
+from .map_spec import MapSpec, Quantity, TopicSpec
+from .paths import MISSING, blocked_at, lookup, nest, path_text
+from .units import finite_number, payload_unit_factor, units_of
 
 
 def load_json_object(payload: str | bytes) -> dict:
@@ -38,6 +38,33 @@ def read(payload: str | bytes, topic: TopicSpec, match: re.Match, spec: MapSpec)
     extracted = Extracted(document)
     for key, quantity in spec.channels.items():
         raw = lookup(document, quantity.path)
-        if raw is not MISSING:
-            extracted.values.append(RawValue(key, quantity, finite_number(raw), path_text(quantity.path), shown(raw)))
+        if raw is MISSING:
+            # {"ENERGY": null} says the values are unavailable: a problem, where an absent key is just not sent.
+            blocked = blocked_at(document, quantity.path)
+            if blocked is not None:
+                prefix, value = blocked
+                extracted.problems.append(
+                    f"channel {key!r}: {path_text(quantity.path)} has no value: {path_text(prefix)} is "
+                    f"{json.dumps(value)[:40]} where an object was expected"
+                )
+            continue
+        unit_factor = 1.0
+        if quantity.unit_path is not None:
+            unit_factor = _unit_named_in(document, key, quantity, extracted.problems)
+            if unit_factor is None:
+                continue
+        extracted.values.append(RawValue(key, quantity, finite_number(raw), path_text(quantity.path), shown(raw), unit_factor))
     return extracted
+
+
+def _unit_named_in(document, key: str, quantity: Quantity, problems: list[str]) -> float | None:
+    """The factor of the unit this message gives the value; a missing or wrong unit is a problem of that reading alone."""
+    raw_unit = lookup(document, quantity.unit_path)
+    factor = payload_unit_factor(raw_unit, quantity.metric)
+    if factor is None:
+        unit = "missing" if raw_unit is MISSING else repr(shown(raw_unit)) if isinstance(raw_unit, str) else f"{shown(raw_unit)} (not text)"
+        problems.append(
+            f"channel {key!r}: {quantity.metric} unit at {path_text(quantity.unit_path)} is {unit}; "
+            f"it must be one of {', '.join(units_of(quantity.metric))}"
+        )
+    return factor

@@ -12,7 +12,7 @@ from .errors import ParameterMapError
 from .paths import Path, parse_path
 from .timestamps import ARRIVAL, TimestampSpec, parse_timestamp_spec
 from .topics import levels_overlap, pattern_problem, topic_regex, wildcard_levels
-from .units import UNIT_CONVERSIONS, finite_number
+from .units import BASE_UNITS, UNIT_CONVERSIONS, finite_number
 
 FORMATS = ("iotwatt_native", "json", "plain", "csv")
 # interval_average: the mean over the interval ending at the reading's time; interval_average_start:
@@ -25,7 +25,7 @@ _MAP_KEYS = {"description", "format", "topic", "topics", "timestamp", "channels"
 _STATUS_KEYS = {"topic", "online", "offline", "description"}
 _TOPIC_KEYS = {"pattern", "format", "root", "wrap", "timestamp", "channel"}
 _QUANTITY_KEYS = {"metric", "unit", "scale", "sign", "sample", "rollover", "description"}
-_CHANNEL_KEYS = _QUANTITY_KEYS | {"path", "column"}
+_CHANNEL_KEYS = _QUANTITY_KEYS | {"path", "column", "unit_path"}
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,12 @@ class Quantity:
 
     key: str  # the channel key (json, plain, csv) or the payload field name (native)
     metric: str
-    factor: float  # scale x unit factor x sign
+    factor: float  # scale x unit factor x sign (with unit_path: scale x sign; the unit's factor comes per message)
     sample: str | None
     rollover: float | None  # in the base unit
     path: Path = ()  # json: where the value sits in the document
     column: int | None = None  # csv: which value of the row
+    unit_path: Path | None = None  # json: where each message names the value's unit, if the map does not
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,25 @@ def parse_map(raw) -> MapSpec:
                 raise ParameterMapError(f"topic {topic.pattern!r} carries channel {topic.channel!r}, which \"channels\" does not define.")
             if topic.format == "csv" and not any(q.column is not None for q in channels.values()):
                 raise ParameterMapError(f'topic {topic.pattern!r} is CSV, but no channel gives its "column".')
+            _refuse_units_from_bare_values(topic, channels)
     status = _status(raw["status"], topics) if "status" in raw else None
     return MapSpec(topics=topics, channels=channels, channels_path=channels_path, quantities=quantities, status=status)
+
+
+def _refuse_units_from_bare_values(topic: TopicSpec, channels: dict[str, "Quantity"]) -> None:
+    """A plain or CSV payload is a bare number: a channel it carries cannot read its unit from it."""
+    if topic.format == "plain":
+        carried = [topic.channel] if topic.channel is not None else list(channels)
+    elif topic.format == "csv":
+        carried = [key for key, quantity in channels.items() if quantity.column is not None]
+    else:
+        return
+    for key in carried:
+        if channels[key].unit_path is not None:
+            raise ParameterMapError(
+                f'channels.{key}.unit_path: topic {topic.pattern!r} carries this channel as a bare {topic.format} value, '
+                'with no unit to read; declare its "unit" instead.'
+            )
 
 
 def _status(entry, topics: tuple[TopicSpec, ...]) -> StatusSpec:
@@ -205,12 +223,17 @@ def _quantity(where: str, key, spec, allowed: set[str]) -> Quantity:
     if not isinstance(spec, dict):
         raise ParameterMapError(f'{where} must be an object like {{"metric": "power", "unit": "W"}}, not {_short(spec)}.')
     _refuse_unknown_keys(where, spec, allowed)
-    unit = spec.get("unit")
-    if not isinstance(unit, str) or unit not in UNIT_CONVERSIONS:
-        raise ParameterMapError(f"{where}.unit must be one of {list(UNIT_CONVERSIONS)}, not {_short(unit)}.")
-    metric, unit_factor = UNIT_CONVERSIONS[unit]
-    if spec.get("metric") != metric:
-        raise ParameterMapError(f"{where}: unit {unit} measures {metric}, not {_short(spec.get('metric'))}.")
+    unit_path = None
+    if "unit_path" in spec:
+        metric, unit, unit_path = _unit_from_payload(where, spec)
+        unit_factor = 1.0  # applied per message, from the unit the message names
+    else:
+        unit = spec.get("unit")
+        if not isinstance(unit, str) or unit not in UNIT_CONVERSIONS:
+            raise ParameterMapError(f"{where}.unit must be one of {list(UNIT_CONVERSIONS)}, not {_short(unit)}.")
+        metric, unit_factor = UNIT_CONVERSIONS[unit]
+        if spec.get("metric") != metric:
+            raise ParameterMapError(f"{where}: unit {unit} measures {metric}, not {_short(spec.get('metric'))}.")
     scale = finite_number(spec.get("scale", 1))
     if scale is None or scale == 0:
         raise ParameterMapError(f"{where}.scale must be a non-zero number, not {_short(spec.get('scale'))}.")
@@ -232,6 +255,8 @@ def _quantity(where: str, key, spec, allowed: set[str]) -> Quantity:
     if rollover is not None:
         if metric != "energy":
             raise ParameterMapError(f'{where}: "rollover" applies to energy counters only.')
+        if unit_path is not None:
+            raise ParameterMapError(f'{where}: "rollover" is a width in the map\'s "unit"; a counter whose unit each message names has none. Declare "unit" to give a rollover.')
         width = finite_number(rollover)
         if width is None or width <= 0 or not math.isfinite(width * unit_factor):
             raise ParameterMapError(f"{where}.rollover must be a positive number in {unit} (where the counter wraps to 0), not {_short(rollover)}.")
@@ -242,7 +267,20 @@ def _quantity(where: str, key, spec, allowed: set[str]) -> Quantity:
     column = spec.get("column")
     if column is not None and (isinstance(column, bool) or not isinstance(column, int) or column < 0):
         raise ParameterMapError(f"{where}.column must be a value's position in the CSV row, counted from 0, not {_short(column)}.")
-    return Quantity(key=key, metric=metric, factor=factor, sample=sample, rollover=rollover, path=path, column=column)
+    return Quantity(key=key, metric=metric, factor=factor, sample=sample, rollover=rollover, path=path, column=column, unit_path=unit_path)
+
+
+def _unit_from_payload(where: str, spec: dict) -> tuple[str, str, Path]:
+    """A channel whose unit each message names: its metric (the units it accepts), base unit and the unit's path."""
+    if "unit" in spec:
+        raise ParameterMapError(f'{where}: give "unit" (the same in every message) or "unit_path" (named by each message), not both.')
+    metric = spec.get("metric")
+    if not isinstance(metric, str) or metric not in BASE_UNITS:
+        raise ParameterMapError(f'{where}.metric must be one of {list(BASE_UNITS)} (it says which units the payload may name), not {_short(metric)}.')
+    unit_path = parse_path(spec["unit_path"], f"{where}.unit_path")
+    if not unit_path:
+        raise ParameterMapError(f'{where}.unit_path must name the field that holds the unit, such as "energy.unit".')
+    return metric, BASE_UNITS[metric], unit_path
 
 
 def _short(raw) -> str:

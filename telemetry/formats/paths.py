@@ -89,6 +89,19 @@ def lookup(document, path: Path):
     return value
 
 
+def blocked_at(document, path: Path) -> tuple[Path, object] | None:
+    """Where the walk to `path` meets a value that is not an object or array (null, "unavailable", a number)
+    before its end: that prefix and the value. None when the path leads on to its end or to an absent key."""
+    value = document
+    for depth, segment in enumerate(path):
+        if not isinstance(value, (dict, list)):
+            return path[:depth], value
+        value = lookup(value, (segment,))
+        if value is MISSING:
+            return None
+    return None
+
+
 def nest(document, path: Path):
     """The document placed at `path` of an otherwise empty one: nest(p, ("params", "switch:0")) = {"params": {"switch:0": p}}."""
     for segment in reversed(path):

@@ -36,6 +36,22 @@ UNIT_CONVERSIONS: dict[str, tuple[str, float]] = {
 }
 
 
+def units_of(metric: str) -> list[str]:
+    """The units that measure `metric`, as a map or a payload may name them."""
+    return [unit for unit, (measured, _) in UNIT_CONVERSIONS.items() if measured == metric]
+
+
+def payload_unit_factor(raw, metric: str) -> float | None:
+    """The factor to the base unit of a unit a payload names ("kWh"), or None if it is no unit of `metric`.
+
+    Compared exactly (after trimming white space): "mWh" and "MWh" differ only in case.
+    """
+    if not isinstance(raw, str):
+        return None
+    measured, factor = UNIT_CONVERSIONS.get(raw.strip(), (None, None))
+    return factor if measured == metric else None
+
+
 def finite_number(raw) -> float | None:
     """The value as a float, or None for anything that is not a finite number (null, text, bool, NaN, 1e999)."""
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
