@@ -348,7 +348,7 @@ class DeviceForm(forms.ModelForm):
 class ChannelForm(forms.ModelForm):
     class Meta:
         model = Channel
-        fields = ["device", "key", "metric", "role", "asset", "name"]
+        fields = ["device", "key", "metric", "role", "asset", "name", "max_power_w", "max_gap_s"]
 
     def clean(self):
         cleaned = super().clean()

@@ -274,7 +274,7 @@ class ChannelSerializer(TenantModelSerializer):
 
     class Meta:
         model = Channel
-        fields = ["id", "device", "key", "metric", "unit", "role", "asset", "name"]
+        fields = ["id", "device", "key", "metric", "unit", "role", "asset", "name", "max_power_w", "max_gap_s"]
 
     def validate(self, attrs):
         attrs = super().validate(attrs)

@@ -272,6 +272,7 @@ CELERY_BEAT_SCHEDULE = {
     "readings-storage-upkeep": {"task": "telemetry.tasks.maintain_reading_storage", "schedule": 6 * 3600.0},
 }
 CELERY_TASK_ROUTES["telemetry.tasks.maintain_reading_storage"] = {"queue": INGEST_QUEUE}
+CELERY_TASK_ROUTES["telemetry.tasks.rebuild_channel_energy"] = {"queue": INGEST_QUEUE}
 
 LOGGING = {
     "version": 1,

@@ -19,3 +19,7 @@ class TelemetryConfig(AppConfig):
 
     def ready(self):
         post_migrate.connect(prepare_reading_storage, sender=self)
+
+        from . import channel_limits
+
+        channel_limits.connect()

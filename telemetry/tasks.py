@@ -30,3 +30,19 @@ def maintain_reading_storage() -> dict:
     from .partitions import maintain_reading_storage as upkeep
 
     return upkeep()
+
+
+@shared_task(name="telemetry.tasks.rebuild_channel_energy")
+def rebuild_channel_energy(channel_id: int) -> int:
+    """Buckets, days and flags of one channel from its readings, under its lock (telemetry/channel_limits.py)."""
+    from django.db import transaction
+
+    from .channel_rules import channel_rules
+    from .rollup import lock_channels, recompute_channel
+
+    rules = channel_rules([channel_id])
+    if channel_id not in rules:  # deleted, or no longer a channel that makes energy
+        return 0
+    with transaction.atomic():
+        lock_channels([channel_id])
+        return recompute_channel(channel_id, rules[channel_id])

@@ -343,3 +343,53 @@ def test_faults_delivered_shuffled_in_batches_equal_a_recomputation(seed):
         )
         for day, energy in cursor.fetchall():
             assert days[day] == pytest.approx(energy, abs=1e-6)
+
+
+# Changing a channel's limits rebuilds its energy
+
+
+def test_a_new_maximum_gap_rebuilds_the_channels_energy(django_capture_on_commit_callbacks):
+    from telemetry.tasks import rebuild_channel_energy
+
+    channel = power_channel("Europe/London", "regap", max_gap_s=60)
+    ingest_messages([native("regap", ts, "power_w", v) for ts, v in E05])
+    assert total_wh(channel) == pytest.approx(24800 / 3600)
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        channel.max_gap_s = 3600
+        channel.save()
+    assert len(callbacks) == 1  # the rebuild is queued once the change is committed
+    rebuild_channel_energy(channel.pk)  # what the worker runs
+
+    assert total_wh(channel) == pytest.approx((800 + (80 + 2400) / 2 * 3000 + 24000) / 3600)
+
+
+def test_renaming_a_channel_queues_no_rebuild(django_capture_on_commit_callbacks):
+    channel = power_channel("Europe/London", "rename")
+    with django_capture_on_commit_callbacks() as callbacks:
+        channel.name = "Chiller"
+        channel.save()
+    assert callbacks == []
+
+
+def test_the_recompute_command_rebuilds_a_sites_channels_and_says_how_far_it_got():
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    channel = counter("Europe/Zurich", "recompute")
+    ingest_messages([native("recompute", ts, "energy_kwh", v) for ts, v in E02])
+    EnergyBucket.objects.filter(channel=channel).delete()
+    EnergyDay.objects.filter(channel=channel).update(energy_wh=0)
+    out = StringIO()
+
+    call_command("recompute_energy", "--site", str(channel.device.site_id), stdout=out)
+
+    assert total_wh(channel) == pytest.approx(70.0, abs=1e-6)
+    assert day_wh(channel, date(2024, 1, 20)) == pytest.approx(70.0, abs=1e-6)
+    assert "[1/1]" in out.getvalue() and "Rebuilt 1 channel(s)" in out.getvalue()
+    with pytest.raises(CommandError, match="Say which channels"):
+        call_command("recompute_energy")
+    with pytest.raises(CommandError, match="No energy or power channel with id 999999"):
+        call_command("recompute_energy", "--channel", "999999")
