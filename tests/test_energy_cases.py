@@ -393,3 +393,16 @@ def test_the_recompute_command_rebuilds_a_sites_channels_and_says_how_far_it_got
         call_command("recompute_energy")
     with pytest.raises(CommandError, match="No energy or power channel with id 999999"):
         call_command("recompute_energy", "--channel", "999999")
+
+
+def test_a_pv_counter_flat_all_night_is_not_stale_when_the_sun_comes_up():
+    # Konstanz PV, 2016-06-30 21:00 to 2016-07-01 06:00 local: eight hours of one value, then the morning.
+    channel = counter("Europe/Berlin", "pv-night")
+    values = [11185.136, 11185.155] + [11185.155] * 8 + [11185.4]
+    start = datetime(2016, 6, 30, 18, tzinfo=timezone.utc)
+    ingest_messages([native("pv-night", (start + timedelta(hours=k)).isoformat(), "energy_kwh", v) for k, v in enumerate(values)])
+
+    assert EnergyBucket.objects.filter(channel=channel, estimated_wh__gt=0).count() == 0
+    morning = EnergyBucket.objects.filter(channel=channel, start__gte=start + timedelta(hours=9), energy_wh__gt=0)
+    assert sum(b.energy_wh for b in morning) == pytest.approx(245.0, abs=1e-6)  # all in the last hour
+    assert flags(channel) == {}

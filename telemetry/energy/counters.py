@@ -16,7 +16,8 @@ A step up:
   spike (invalid), or, when the counter goes on from the new value, a jump (the register was set:
   the step is not counted). A long gap is not a spike: the power is judged over the whole time;
 - after a value repeated (stale) for up to STALE_MAX_REPEATS samples, a step about as big as the
-  counter's earlier rate over the whole stale time (a "double step") is spread over that time, estimated.
+  counter's earlier rate over the whole stale time (a "double step") is spread over that time,
+  estimated. A step that does not match the earlier rate is energy used when it was measured.
 
 The rules remember the last MEMORY_SAMPLES valid samples and look GLITCH_LOOKAHEAD ahead, no
 further: the highest value (for jitter) and the time the value last changed (for spikes) are
@@ -33,10 +34,11 @@ from .samples import Energy, Flag, Interval, Rules, Sample, in_time_order
 JITTER_FRACTION = 1e-4
 GLITCH_LOOKAHEAD = 3
 MEMORY_SAMPLES = 12
-STALE_MAX_REPEATS = 8  # within the memory: a longer run of one value is a real plateau
+# A longer run of one value is a real plateau (a PV counter at night), whatever comes after it.
+STALE_MAX_REPEATS = 3
 # A stale step is spread when, over the whole stale time, it runs at this range of the earlier rate
 # while on its own interval it runs at least STALE_STEP_FACTOR times that rate.
-STALE_RATE_RANGE = (0.5, 2.0)
+STALE_RATE_RANGE = (2 / 3, 3 / 2)
 STALE_STEP_FACTOR = 1.5
 
 
