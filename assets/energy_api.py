@@ -279,6 +279,7 @@ class EnergyActionsMixin:
     """`{id}/energy/` and `{id}/demand/` of a viewset; subclasses say what the object measures and where its site is."""
 
     energy_answer_name = "asset"  # the id field of the answer
+    energy_answer_serializer = AssetEnergySerializer
     energy_name = "consumption"  # "consumption" (with the role columns) or "energy" (one channel)
 
     def energy_scope(self, obj) -> EnergyScope:
@@ -301,13 +302,12 @@ class EnergyActionsMixin:
         bounds = resolve_range(period, params.get("from"), params.get("to"), data_span(scope.channel_ids))
         rows = scope_energy(scope, period, *bounds, include_empty=True) if bounds else []
         self.csv_columns = CSV_COLUMNS[self.energy_name]
-        return Response(
-            {
-                self.energy_answer_name: obj.pk, "period": period, "timezone": scope.zone,
-                "billing_anchor_day": scope.anchor_day, "from": bounds[0] if bounds else None,
-                "to": bounds[1] if bounds else None, "results": [period_row(row, self.energy_name) for row in rows],
-            }
-        )
+        answer = {
+            self.energy_answer_name: obj.pk, "period": period, "timezone": scope.zone,
+            "billing_anchor_day": scope.anchor_day, "from": bounds[0] if bounds else None,
+            "to": bounds[1] if bounds else None, "results": [period_row(row, self.energy_name) for row in rows],
+        }
+        return Response(self.energy_answer_serializer(answer).data)
 
     @action(detail=True, filter_backends=[], pagination_class=None, renderer_classes=ENERGY_RENDERERS)
     def demand(self, request, pk=None):
@@ -326,11 +326,11 @@ class EnergyActionsMixin:
         if with_intervals:
             answer["intervals"] = []
         if bounds is None:
-            return Response(answer)
+            return Response(DemandSerializer(answer).data)
         answer["from"], answer["to"] = bounds
         answer["peaks"] = [{"month": peak.month} | interval_row(peak.interval) for peak in monthly_peaks(channels, zone, minutes, *bounds)]
         if with_intervals:
             tz = ZoneInfo(zone)
             first, last = local_midnight(tz, bounds[0]), local_midnight(tz, bounds[1])
             answer["intervals"] = [interval_row(i) for i in demand_intervals(channels, zone, minutes, first, last)]
-        return Response(answer)
+        return Response(DemandSerializer(answer).data)

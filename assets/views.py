@@ -190,6 +190,7 @@ class SiteViewSet(EnergyActionsMixin, TenantViewSet):
     """Sites. `energy/` and `demand/`: the asset rules applied to each of the site's root assets, added up."""
 
     energy_answer_name = "site"
+    energy_answer_serializer = SiteEnergySerializer
     queryset = Site.objects.all()
     serializer_class = s.SiteSerializer
     organisation_path = ("organisation", "id")
@@ -325,6 +326,7 @@ class ChannelFilter(django_filters.FilterSet):
 @extend_schema_view(energy=energy_schema("channel", ChannelEnergySerializer), demand=demand_schema("channel"))
 class ChannelViewSet(EnergyActionsMixin, TenantViewSet):
     energy_answer_name = "channel"
+    energy_answer_serializer = ChannelEnergySerializer
     energy_name = "energy"
     queryset = Channel.objects.all()
     serializer_class = s.ChannelSerializer
