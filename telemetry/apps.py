@@ -19,3 +19,6 @@ class TelemetryConfig(AppConfig):
 
     def ready(self):
         post_migrate.connect(prepare_reading_storage, sender=self)
+        from . import signals
+
+        signals.connect()
