@@ -144,29 +144,32 @@ def period_boundaries(zone: str, period: str, start: date | datetime, end: date 
 
 
 def _hour_boundaries(tz: ZoneInfo, first: datetime, last: datetime) -> list[datetime]:
-    """Every quarter-hour instant where the wall clock shows :00, plus the local midnights (a day
-    starting after a skipped midnight starts an hour there), from the one at or before `first`."""
+    """Day by day: the day's start, then every quarter-hour step from it where the wall clock shows :00.
+
+    Stepping from each local midnight keeps the steps on the zone's own quarter hours even for
+    historical offsets in odd minutes, and every day ends, so the walk always ends."""
     day = first.astimezone(tz).date()
-    step = local_midnight(tz, day)
-    if step > first:  # `first` lies before its date's midnight instant only where that midnight was skipped
-        step = local_midnight(tz, day - timedelta(days=1))
-    next_midnight = local_midnight(tz, day + timedelta(days=1))
+    if local_midnight(tz, day) > first:  # `first` lies before its date's start only where that midnight was skipped
+        day -= timedelta(days=1)
     boundaries = []
+    day_start = local_midnight(tz, day)
     while True:
-        wall = step.astimezone(tz)
-        if step == next_midnight:
-            next_midnight = local_midnight(tz, wall.date() + timedelta(days=1))
-            on_boundary = True
-        else:
-            on_boundary = wall.minute == 0 and wall.second == 0
-        if on_boundary:
-            if step <= first:
-                boundaries = [step]
-            else:
-                boundaries.append(step)
-                if step >= last:
-                    return boundaries
-        step += _QUARTER_HOUR
+        day += timedelta(days=1)
+        day_end = local_midnight(tz, day)
+        step = day_start
+        while step < day_end:
+            wall = step.astimezone(tz)
+            if step == day_start or (wall.minute == 0 and wall.second == 0):
+                if step <= first:
+                    boundaries = [step]
+                elif step < last or len(boundaries) < 2 or boundaries[-1] < last:
+                    boundaries.append(step)
+            step += _QUARTER_HOUR
+        if day_end >= last and (len(boundaries) < 2 or boundaries[-1] < last):
+            boundaries.append(day_end)
+        if len(boundaries) >= 2 and boundaries[-1] >= last:
+            return boundaries
+        day_start = day_end
 
 
 def local_periods(zone: str, period: str, start: date | datetime, end: date | datetime, anchor_day: int = 1) -> list[LocalPeriod]:

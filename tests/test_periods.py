@@ -246,3 +246,16 @@ def test_unknown_period_and_anchor_are_refused():
         period_boundaries("Europe/Berlin", "fortnight", date(2024, 1, 1), date(2024, 1, 2))
     with pytest.raises(ValueError):
         period_boundaries("Europe/Berlin", "billing", date(2024, 1, 1), date(2024, 1, 2), anchor_day=32)
+
+
+def test_hours_in_a_historical_offset_of_odd_minutes_end():
+    """Amsterdam kept +00:19:32 until 1937: hours still cut at its wall-clock :00, and the walk ends."""
+    hours = local_periods("Europe/Amsterdam", "hour", date(1920, 6, 1), date(1920, 6, 2))
+
+    assert len(hours) == 24 and {p.local_start.minute for p in hours} == {0}
+
+
+def test_an_instant_range_of_hours_is_one_hour():
+    (hour,) = local_periods("Europe/Berlin", "hour", utc(2024, 6, 1, 10), utc(2024, 6, 1, 10))
+
+    assert hour.start == utc(2024, 6, 1, 10) and hour.seconds == 3600
