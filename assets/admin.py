@@ -25,6 +25,7 @@ from import_export.formats.base_formats import CSV
 from tree_queries.admin import TreeChangeList
 
 from . import tenancy
+from .energy_admin import AssetEnergyChartMixin, SiteEnergyChartMixin
 from .forms import (
     AssetChoiceField,
     AssetTypeForm,
@@ -220,7 +221,7 @@ class MembershipAdmin(TenantAdmin):
 
 
 @admin.register(Site)
-class SiteAdmin(TenantAdmin):
+class SiteAdmin(SiteEnergyChartMixin, TenantAdmin):
     ordering = ["organisation__name", "name"]
     list_display = ["name", "organisation", "timezone"]
     list_filter = [("organisation", RelatedOnlyFieldListFilter)]
@@ -296,7 +297,7 @@ class TagFilter(SimpleListFilter):
 
 
 @admin.register(Asset)
-class AssetAdmin(ImportExportMixin, TenantAdmin):
+class AssetAdmin(AssetEnergyChartMixin, ImportExportMixin, TenantAdmin):
     """The asset tree, depth first and indented; attributes edited as fields of the type."""
 
     resource_classes = [AssetResource]

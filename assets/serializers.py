@@ -287,20 +287,3 @@ class LocalDateTimeField(serializers.DateTimeField):
 
     def to_representation(self, value):
         return value.isoformat()
-
-
-class EnergyPeriodSerializer(serializers.Serializer):
-    start = LocalDateTimeField(help_text="Start of the local period, with the site's UTC offset")
-    consumption_wh = serializers.FloatField()
-    unmetered_wh = serializers.FloatField(help_text="Mains minus their sub-meters")
-    generation_wh = serializers.FloatField()
-    export_wh = serializers.FloatField()
-    storage_wh = serializers.FloatField()
-    by_channel = serializers.DictField(child=serializers.FloatField(), help_text="Energy (Wh) per channel id")
-
-
-class AssetEnergySerializer(serializers.Serializer):
-    asset = serializers.IntegerField()
-    period = serializers.ChoiceField(choices=["hour", "day", "month"])
-    timezone = serializers.CharField()
-    results = EnergyPeriodSerializer(many=True)

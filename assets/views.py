@@ -8,7 +8,7 @@ import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError, RestrictedError
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, PermissionDenied
@@ -17,10 +17,18 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
 from rest_framework.response import Response
 
-from telemetry.asset_energy import asset_energy
-from telemetry.localtime import PERIODS
+from telemetry.asset_energy import asset_scope, site_scope
 
 from . import serializers as s
+from .energy_api import (
+    AssetEnergySerializer,
+    ChannelEnergySerializer,
+    EnergyActionsMixin,
+    SiteEnergySerializer,
+    channel_scope,
+    demand_schema,
+    energy_schema,
+)
 from .models import Asset, AssetType, Channel, Device, DeviceModel, Membership, Organisation, Site
 from .tenancy import can_write_in, organisation_ids, visible, writer_roles
 from .tree import ancestor_ids, subtree_parents
@@ -177,12 +185,23 @@ class SiteFilter(django_filters.FilterSet):
         fields = ["organisation", "timezone"]
 
 
-class SiteViewSet(TenantViewSet):
+@extend_schema_view(energy=energy_schema("site", SiteEnergySerializer), demand=demand_schema("site"))
+class SiteViewSet(EnergyActionsMixin, TenantViewSet):
+    """Sites. `energy/` and `demand/`: the asset rules applied to each of the site's root assets, added up."""
+
+    energy_answer_name = "site"
+    energy_answer_serializer = SiteEnergySerializer
     queryset = Site.objects.all()
     serializer_class = s.SiteSerializer
     organisation_path = ("organisation", "id")
     filterset_class = SiteFilter
     ordering_fields = ["id", "name", "timezone"]
+
+    def energy_scope(self, obj):
+        return site_scope(obj)
+
+    def site_of(self, obj):
+        return obj
 
 
 class AssetTypeFilter(django_filters.FilterSet):
@@ -219,25 +238,15 @@ class AssetFilter(django_filters.FilterSet):
         return queryset.filter(tags__contains=[value])
 
 
-period_parameter = OpenApiParameter(
-    "period", str, enum=list(PERIODS), default="day", description="Local hour, day or month in the site's time zone"
-)
-
-
 @extend_schema_view(
     subtree=extend_schema(
         summary="The asset and everything below it, level by level", responses=s.AssetSerializer(many=True)
     ),
     ancestors=extend_schema(summary="The assets above this one, root first", responses=s.AssetSerializer(many=True)),
-    energy=extend_schema(
-        summary="Energy of the asset and its subtree per local period",
-        description="Consumption counts each main once and sub-meters without a main above them; unmetered is "
-        "each main minus its direct sub-meters. Generation, export and storage are kept apart. All in Wh.",
-        parameters=[period_parameter],
-        responses={200: s.AssetEnergySerializer, 400: OpenApiResponse(description="Unknown period")},
-    ),
+    energy=energy_schema("asset and its subtree", AssetEnergySerializer),
+    demand=demand_schema("asset and its subtree"),
 )
-class AssetViewSet(TenantViewSet):
+class AssetViewSet(EnergyActionsMixin, TenantViewSet):
     """The asset tree. Move an asset by changing its parent (PATCH)."""
 
     queryset = Asset.objects.all()
@@ -261,31 +270,11 @@ class AssetViewSet(TenantViewSet):
         asset = self.get_object()
         return Response(self.get_serializer(self.in_order(ancestor_ids(asset.id)), many=True).data)
 
-    @action(detail=True, filter_backends=[], pagination_class=None)
-    def energy(self, request, pk=None):
-        asset = self.get_object()
-        period = request.query_params.get("period", "day")
-        if period not in PERIODS:
-            raise serializers.ValidationError({"period": [f"Choose one of {', '.join(PERIODS)}."]})
-        rows = asset_energy(asset, period)
-        data = {
-            "asset": asset.pk,
-            "period": period,
-            "timezone": asset.site.timezone,
-            "results": [
-                {
-                    "start": row.start,
-                    "consumption_wh": row.consumption_wh,
-                    "unmetered_wh": row.unmetered_wh,
-                    "generation_wh": row.generation_wh,
-                    "export_wh": row.export_wh,
-                    "storage_wh": row.storage_wh,
-                    "by_channel": {str(channel): wh for channel, wh in sorted(row.by_channel.items())},
-                }
-                for row in rows
-            ],
-        }
-        return Response(s.AssetEnergySerializer(data).data)
+    def energy_scope(self, obj):
+        return asset_scope(obj)
+
+    def site_of(self, obj):
+        return obj.site
 
 
 class DeviceModelFilter(django_filters.FilterSet):
@@ -334,9 +323,19 @@ class ChannelFilter(django_filters.FilterSet):
         fields = ["device", "asset", "site", "role", "metric", "key"]
 
 
-class ChannelViewSet(TenantViewSet):
+@extend_schema_view(energy=energy_schema("channel", ChannelEnergySerializer), demand=demand_schema("channel"))
+class ChannelViewSet(EnergyActionsMixin, TenantViewSet):
+    energy_answer_name = "channel"
+    energy_answer_serializer = ChannelEnergySerializer
+    energy_name = "energy"
     queryset = Channel.objects.all()
     serializer_class = s.ChannelSerializer
     organisation_path = ("device", "site", "organisation_id")
     filterset_class = ChannelFilter
     ordering_fields = ["id", "key", "name", "role", "metric", "device", "asset"]
+
+    def energy_scope(self, obj):
+        return channel_scope(obj)
+
+    def site_of(self, obj):
+        return obj.device.site

@@ -20,6 +20,6 @@ class TelemetryConfig(AppConfig):
     def ready(self):
         post_migrate.connect(prepare_reading_storage, sender=self)
 
-        from . import channel_limits
+        from . import signals
 
-        channel_limits.connect()
+        signals.connect()

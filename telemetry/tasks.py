@@ -34,7 +34,7 @@ def maintain_reading_storage() -> dict:
 
 @shared_task(name="telemetry.tasks.rebuild_channel_energy")
 def rebuild_channel_energy(channel_id: int) -> int:
-    """Buckets, days and flags of one channel from its readings, under its lock (telemetry/channel_limits.py)."""
+    """Buckets, days and flags of one channel from its readings, under its lock (telemetry/signals.py)."""
     from django.db import transaction
 
     from .channel_rules import channel_rules

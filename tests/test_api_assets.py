@@ -294,7 +294,7 @@ def test_energy_per_local_day_splits_consumption_and_unmetered(operator, a):
 
 
 def test_energy_with_an_unknown_period_is_400(operator, a):
-    response = operator.get(asset_url(a.panel, "energy"), {"period": "week"})
+    response = operator.get(asset_url(a.panel, "energy"), {"period": "fortnight"})
     assert response.status_code == 400 and "period" in response.json()
     assert operator.get(asset_url(a.panel, "energy")).json()["results"] == []
 

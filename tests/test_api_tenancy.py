@@ -256,7 +256,9 @@ def test_unauthenticated_requests_are_refused(basename, a):
 
 def test_every_registered_endpoint_is_walked():
     assert set(ENDPOINTS) == {"organisation", "membership", "site", "assettype", "asset", "devicemodel", "device", "channel"}
-    assert {extra.url_name for extra in ENDPOINTS["asset"].get_extra_actions()} == {"subtree", "ancestors", "energy"}
+    assert {extra.url_name for extra in ENDPOINTS["asset"].get_extra_actions()} == {"subtree", "ancestors", "energy", "demand"}
+    for basename in ("site", "channel"):
+        assert {extra.url_name for extra in ENDPOINTS[basename].get_extra_actions()} == {"energy", "demand"}
 
 
 # Beyond A and B alone
