@@ -8,6 +8,7 @@ from assets.metering import MeteredChannel, MeteringPlan, metering_plan
 from assets.models import Asset, Channel, Site
 from assets.tree import subtree_parents
 
+from .channel_rules import ENERGY_METRICS
 from .localtime import PeriodTotals, data_span, period_totals
 
 
@@ -51,15 +52,24 @@ def _merge(plans: list[MeteringPlan]) -> MeteringPlan:
     return merged
 
 
+def metered_channels(asset_ids) -> list[MeteredChannel]:
+    """The channels the assets' energy comes from: counters, and power channels of circuits without a
+    counter (a device reporting both for one circuit would otherwise be counted twice)."""
+    rows = Channel.objects.filter(asset_id__in=asset_ids, metric__in=ENERGY_METRICS).values_list(
+        "id", "asset_id", "role", "device_id", "key", "metric"
+    )
+    with_counter = {(device_id, key) for *_, device_id, key, metric in rows if metric == Channel.Metric.ENERGY}
+    return [
+        MeteredChannel(channel_id, asset_id, role)
+        for channel_id, asset_id, role, device_id, key, metric in rows
+        if metric == Channel.Metric.ENERGY or (device_id, key) not in with_counter
+    ]
+
+
 def energy_scope(site: Site, root_ids: list[int]) -> EnergyScope:
     """The metering of the subtrees under `root_ids` (disjoint subtrees: a site's roots, or one asset)."""
     parents = {root_id: subtree_parents(root_id) for root_id in root_ids}
-    channels = [
-        MeteredChannel(channel_id, asset_id, role)
-        for channel_id, asset_id, role in Channel.objects.filter(
-            asset_id__in=[a for parent_of in parents.values() for a in parent_of], metric=Channel.Metric.ENERGY
-        ).values_list("id", "asset_id", "role")
-    ]
+    channels = metered_channels([a for parent_of in parents.values() for a in parent_of])
     plans = []
     for root_id, parent_of in parents.items():
         plans.append(metering_plan(root_id, parent_of, [c for c in channels if c.asset_id in parent_of]))

@@ -369,3 +369,39 @@ def test_demand_intervals_follow_the_local_clock(zone, minutes, first, expected_
     expected = 3000.0 if minutes == 60 else 4000.0
     assert (peak["start"], peak["demand_w"]) == (expected_peak_start, pytest.approx(expected))
     assert all(datetime.fromisoformat(i["start"]).minute % minutes == 0 for i in body["intervals"])
+
+
+# Power channels in an asset's energy
+
+
+def feed_power_samples(world, key: str, first: datetime, watts: list[float]) -> None:
+    messages = [
+        {"topic": f"iotwatt/{world.device.identifier}/telemetry", "received_at": (first + timedelta(minutes=i)).isoformat(),
+         "payload": json.dumps({"ts": (first + timedelta(minutes=i)).isoformat(), "channels": {key: {"power_w": w}}})}
+        for i, w in enumerate(watts)
+    ]
+    assert ingest_messages(messages).dead_letters == 0
+
+
+def test_a_circuit_measured_only_by_power_adds_its_integrated_energy_to_the_asset():
+    from assets.models import Channel
+
+    world = build_world("powered", "Europe/Berlin")
+    Channel.objects.create(device=world.device, key="chiller", metric=Channel.Metric.POWER, role=Channel.Role.SUB_METER, asset=world.circuit)
+    feed_power_samples(world, "chiller", datetime(2024, 5, 6, 8, tzinfo=UTC), [6000.0] * 61)  # one hour at 6 kW
+
+    rows = get(world, "assets", world.circuit, "energy", period="day", **{"from": "2024-05-06", "to": "2024-05-07"})["results"]
+    assert rows[0]["consumption_kwh"] == kwh(6.0)
+
+
+def test_a_circuit_with_a_counter_and_power_is_counted_once_from_the_counter():
+    from assets.models import Channel
+
+    world = build_world("powered", "Europe/Berlin")
+    Channel.objects.create(device=world.device, key="main", metric=Channel.Metric.POWER, role=Channel.Role.MAIN, asset=world.panel)
+    first = datetime(2024, 5, 6, 8, tzinfo=UTC)
+    feed_power_samples(world, "main", first, [6000.0] * 61)
+    feed(world, [(first.isoformat(), 100.0), ((first + timedelta(hours=1)).isoformat(), 105.0)])
+
+    rows = get(world, "assets", world.panel, "energy", period="day", **{"from": "2024-05-06", "to": "2024-05-07"})["results"]
+    assert rows[0]["consumption_kwh"] == kwh(5.0)  # the counter's 5 kWh, not 5 + 6
