@@ -583,3 +583,17 @@ class ChannelAdmin(TenantAdmin):
     list_filter = ["metric", "role", ("device__site", RelatedOnlyFieldListFilter)]
     search_fields = ["key", "name", "device__identifier"]
     list_select_related = ["device", "asset"]
+    readonly_fields = ["reading_flags"]
+
+    RECENT_FLAGS = 20
+
+    @admin.display(description="what the energy rules noticed (newest first)")
+    def reading_flags(self, channel):
+        """Resets, rollovers, glitches, spikes and the like in the channel's readings: why its energy is what it is."""
+        flags = list(channel.reading_flags.order_by("-time")[: self.RECENT_FLAGS]) if channel.pk else []
+        if not flags:
+            return "—"
+        return format_html_join(
+            mark_safe("<br>"), "{} <strong>{}</strong> {}",
+            ((f"{flag.time:%Y-%m-%d %H:%M:%S %Z}", flag.get_kind_display(), flag.detail) for flag in flags),
+        )

@@ -151,7 +151,7 @@ class SiteSerializer(TenantModelSerializer):
 
     class Meta:
         model = Site
-        fields = ["id", "organisation", "name", "timezone"]
+        fields = ["id", "organisation", "name", "timezone", "billing_anchor_day", "demand_interval_minutes"]
 
 
 def same_organisation_or_shared(owner_id, organisation_id) -> bool:

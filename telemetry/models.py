@@ -64,7 +64,7 @@ class ReadingFlag(models.Model):
         RESET = "reset", "Counter reset: the value counts from zero"
         ROLLOVER = "rollover", "Counter wrapped at its declared width"
         JITTER = "jitter", "Small drop: nothing counts until the counter passes its highest value again"
-        GLITCH = "glitch", "Invalid: the counter dropped and came straight back"
+        GLITCH = "glitch", "Invalid: the counter left its course and came straight back"
         SPIKE = "spike", "Invalid: the step implies a power above the channel's plausible maximum"
         JUMP = "jump", "Counter jumped beyond any plausible power and went on from there: the step is not counted"
         STALE = "stale", "Estimated: the step after a repeated stale value is spread over the time it covers"

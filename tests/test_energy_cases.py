@@ -406,3 +406,13 @@ def test_a_pv_counter_flat_all_night_is_not_stale_when_the_sun_comes_up():
     morning = EnergyBucket.objects.filter(channel=channel, start__gte=start + timedelta(hours=9), energy_wh__gt=0)
     assert sum(b.energy_wh for b in morning) == pytest.approx(245.0, abs=1e-6)  # all in the last hour
     assert flags(channel) == {}
+
+
+def test_the_channel_admin_page_shows_what_the_rules_noticed(admin_client):
+    channel = counter("Europe/Zurich", "flags-shown")
+    ingest_messages([native("flags-shown", ts, "energy_kwh", v) for ts, v in E02])
+
+    page = admin_client.get(f"/admin/assets/channel/{channel.pk}/change/").content.decode()
+
+    assert "Invalid: the counter left its course and came straight back" in page  # the glitch's kind, as operators read it
+    assert "dropped from 1.55084e+07 and came back" in page
