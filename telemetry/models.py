@@ -26,7 +26,7 @@ class EnergyBucket(models.Model):
     energy_wh = models.FloatField()
     covered_seconds = models.FloatField(help_text="Seconds of the bucket lying between two known samples")
     estimated_wh = models.FloatField(
-        default=0.0, help_text="Part of the energy whose place in time is estimated: a stale counter's catch-up, a counter step across a long gap"
+        default=0.0, help_text="Part of the energy whose place in time is estimated: a stale counter's catch-up spread over the time it covers"
     )
     min_power_w = models.FloatField(null=True, help_text="Lowest power within the bucket's covered part")
     max_power_w = models.FloatField(null=True, help_text="Highest power within the bucket's covered part")

@@ -138,7 +138,14 @@ def test_tasmota_message_without_time_is_refused_by_a_map_that_reads_time():
 def test_tasmota_local_time_repeated_at_the_autumn_dst_change_is_refused():
     payload = TASMOTA[0]["payload"].replace("2020-03-11T17:49:33", "2022-10-30T02:30:00")
 
-    with pytest.raises(DecodeError, match="ambiguous or does not exist"):
+    with pytest.raises(DecodeError, match="is ambiguous in Europe/Berlin: the clocks went back"):
+        read(TASMOTA_TOPICS[0], payload, tasmota_sensor_in("Europe/Berlin"))
+
+
+def test_tasmota_local_time_skipped_at_the_spring_dst_change_is_refused():
+    payload = TASMOTA[0]["payload"].replace("2020-03-11T17:49:33", "2022-03-27T02:30:00")
+
+    with pytest.raises(DecodeError, match="does not exist in Europe/Berlin: the clocks went forward"):
         read(TASMOTA_TOPICS[0], payload, tasmota_sensor_in("Europe/Berlin"))
 
 

@@ -174,7 +174,7 @@ def test_the_spring_forward_hour_is_refused_and_nothing_else(uci):
     assert [letter.payload for letter in letters] == sorted(payload(row["date_time"], row) for row in rows if row["date_time"] in missing)
     for letter in letters:
         assert letter.topic == "uci/sceaux/minute"
-        assert "does not exist in Europe/Paris (a DST change)" in letter.reason, letter.reason
+        assert "does not exist in Europe/Paris: the clocks went forward over it (a DST change)" in letter.reason, letter.reason
         assert letter.payload.split('"')[3] in letter.reason  # the refused local time is named
 
     stored_rows = len(rows) - len(missing)
@@ -298,7 +298,7 @@ def test_the_repeated_hour_is_refused_as_ambiguous_and_the_rest_adds_up(autumn):
     assert len(letters) == 120
     assert [letter.payload.split('"')[3] for letter in letters] == repeated * 2  # both passes, in the order they came
     for letter in letters:
-        assert "is ambiguous or does not exist in Europe/Paris (a DST change)" in letter.reason, letter.reason
+        assert "is ambiguous in Europe/Paris: the clocks went back and it happened twice" in letter.reason, letter.reason
     assert Reading.objects.filter(channel=channel).count() == len(written) - 120
 
     kept = [(wall, row) for wall, _, row in written if not wall.startswith("2008-10-26 02:")]

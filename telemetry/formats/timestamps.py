@@ -122,8 +122,11 @@ def parse_timestamp(raw, fmt: str, zone: ZoneInfo | None = None) -> datetime:
 def _in_zone(naive: datetime, zone: ZoneInfo, raw: str) -> datetime:
     first, second = naive.replace(tzinfo=zone, fold=0), naive.replace(tzinfo=zone, fold=1)
     if first.utcoffset() != second.utcoffset():
-        # The hour repeated when clocks go back, or skipped when they go forward: no single instant.
-        raise DecodeError(f"local time {raw!r} is ambiguous or does not exist in {zone.key} (a DST change)")
+        # No single instant: placing it anyway would land on a real minute the device also reports (docs/energy.md).
+        utc = timezone.utc
+        if first.astimezone(utc).astimezone(zone).replace(tzinfo=None) != naive:
+            raise DecodeError(f"local time {raw!r} does not exist in {zone.key}: the clocks went forward over it (a DST change)")
+        raise DecodeError(f"local time {raw!r} is ambiguous in {zone.key}: the clocks went back and it happened twice (a DST change)")
     return first
 
 

@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='energybucket',
             name='estimated_wh',
-            field=models.FloatField(default=0.0, help_text="Part of the energy whose place in time is estimated: a stale counter's catch-up, a counter step across a long gap"),
+            field=models.FloatField(default=0.0, help_text="Part of the energy whose place in time is estimated: a stale counter's catch-up spread over the time it covers"),
         ),
         migrations.AddField(
             model_name='energybucket',
