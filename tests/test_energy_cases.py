@@ -416,3 +416,25 @@ def test_the_channel_admin_page_shows_what_the_rules_noticed(admin_client):
 
     assert "Invalid: the counter left its course and came straight back" in page  # the glitch's kind, as operators read it
     assert "dropped from 1.55084e+07 and came back" in page
+
+
+# E07 with the device's own "today" counter, as the case gives it
+
+
+def test_e07_a_today_counter_late_across_midnight_is_booked_by_measurement_time():
+    channel = counter("Europe/London", "e07-today")
+    arrivals = [
+        ("2025-07-08T00:00:00+01:00", 0.00, "2025-07-08T00:00:01+01:00"),  # a "today" counter starts its day at 0
+        ("2025-07-08T23:59:50+01:00", 18.20, "2025-07-08T23:59:50+01:00"),
+        ("2025-07-09T00:00:10+01:00", 0.01, "2025-07-09T00:00:12+01:00"),
+        ("2025-07-09T00:00:20+01:00", 0.03, "2025-07-09T00:00:22+01:00"),
+        ("2025-07-08T23:59:59+01:00", 18.21, "2025-07-09T00:00:02+01:00"),  # arrives after midnight, measured before
+    ]
+    for ts, value, received_at in arrivals:
+        ingest_messages([native("e07-today", ts, "energy_kwh", value, received_at=received_at)])
+
+    # The device's reset at midnight is a counter reset: its first 0.01 kWh is spread over the 11 s
+    # between 23:59:59 and 00:00:10, so 1/11 of it (0.9 Wh) lands on the 8th.
+    assert day_wh(channel, date(2025, 7, 8)) == pytest.approx(18_210.0, abs=1.0)
+    assert day_wh(channel, date(2025, 7, 9)) == pytest.approx(30.0, abs=1.0)
+    assert flags(channel) == {"2025-07-08T23:00:10+00:00": "reset"}
