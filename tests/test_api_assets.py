@@ -190,7 +190,7 @@ def test_channel_device_and_site_filters(operator, a):
     assert ids(operator.get(reverse("site-list"), {"organisation": a.organisation.pk})) == [a.site.pk]
     row = operator.get(reverse("channel-detail", args=[power.pk])).json()
     assert row == {"id": power.pk, "device": second.pk, "key": "p", "metric": "power", "unit": "W", "role": "sub_meter",
-                   "asset": a.circuit.pk, "name": ""}
+                   "asset": a.circuit.pk, "name": "", "max_power_w": None, "max_gap_s": None}
 
 
 def test_ordering(operator, a):

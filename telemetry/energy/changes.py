@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .buckets import BucketTotal, bucket_starts, spread_into_buckets
-from .counters import GLITCH_LOOKAHEAD, MEMORY_SAMPLES, counter_energy
+from .counters import GLITCH_LOOKAHEAD, MEMORY_SAMPLES, counter_energy, run_counter
 from .power import power_energy
-from .samples import COUNTER, Energy, Flag, Rules, Sample
+from .samples import COUNTER, Energy, Flag, Rules, Sample, in_time_order
 
-# Stored samples read on either side of new ones: more than the rules look back or ahead.
+# Stored samples read on either side of new ones: before, the memory of the samples whose verdict a
+# new one can change (up to GLITCH_LOOKAHEAD + 1 back); after, the samples whose memory holds a new
+# one. The memory counts valid samples, and invalid ones (glitches, spikes) sit among them: twice the
+# reach keeps the result exact while at most half of any run of samples is invalid.
 CONTEXT_SAMPLES = 2 * (MEMORY_SAMPLES + GLITCH_LOOKAHEAD)
 
 
@@ -38,6 +41,20 @@ class BucketChanges:
         return bool(self.additions or self.rebuild or self.flags_added or self.flags_removed)
 
 
+def _before_and_after(stored: list[Sample], added: list[Sample], rules: Rules) -> tuple[Energy, Energy]:
+    """The rules with and without the added samples. Added samples newer than every stored one (the
+    usual case) are judged by resuming the run over the stored ones just before its last verdicts
+    that could not yet see them: the stored samples are gone through once, not twice."""
+    if rules.kind == COUNTER and stored:
+        ordered = in_time_order(stored)
+        newer = in_time_order(added)
+        if newer[0].time > ordered[-1].time:
+            before, checkpoint = run_counter(ordered, rules, checkpoint_until=len(ordered) - 1 - GLITCH_LOOKAHEAD)
+            if checkpoint is not None:
+                return before, run_counter(ordered + newer, rules, resume=(checkpoint, before))[0]
+    return energy_of(stored, rules), energy_of(stored + added, rules)
+
+
 def bucket_changes(stored: list[Sample], new: list[Sample], rules: Rules) -> BucketChanges:
     """`stored`: the stored samples within the span of `new` and CONTEXT_SAMPLES on either side of it.
 
@@ -47,7 +64,7 @@ def bucket_changes(stored: list[Sample], new: list[Sample], rules: Rules) -> Buc
     added = [sample for sample in new if sample.time not in stored_times]
     if not added:
         return BucketChanges()
-    before, after = energy_of(stored, rules), energy_of(stored + added, rules)
+    before, after = _before_and_after(stored, added, rules)
     gained = Counter(after.intervals) - Counter(before.intervals)
     lost = Counter(before.intervals) - Counter(after.intervals)
     changes = BucketChanges(

@@ -26,7 +26,7 @@ roll-up can work out a late sample's effect from a few stored neighbours (teleme
 and get what the whole stream gives.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from .samples import Energy, Flag, Interval, Rules, Sample, in_time_order
@@ -42,25 +42,57 @@ STALE_RATE_RANGE = (2 / 3, 3 / 2)
 STALE_STEP_FACTOR = 1.5
 
 
-@dataclass
 class _State:
-    """Everything a later sample's verdict depends on; copied so a verdict can be taken back."""
+    """Everything a later sample's verdict depends on. Never changed once made: the state before the
+    last valid sample is kept as it was, so that verdict can be taken back."""
 
-    last: int | None = None  # index of the last valid sample
-    recent: tuple[Sample, ...] = ()  # the last MEMORY_SAMPLES valid samples since the last reset
-    changed_at: datetime | None = None  # when the counter last moved up (or restarted)
-    rate_w: float | None = None  # average power of the last interval that moved it
-    plateau_from: int = 0  # first interval of the current run of zero steps
-    stepped_up: bool = False  # the last valid sample was a plain step up
-    intervals: int = 0  # how many intervals and flags existed before the last valid sample
-    flags: int = 0
+    __slots__ = ("last", "recent", "recent_times", "changed_at", "rate_w", "plateau_from", "stepped_up", "intervals", "flags")
+
+    def __init__(self, last=None, recent=(), recent_times=(), changed_at=None, rate_w=None, plateau_from=0,
+                 stepped_up=False, intervals=0, flags=0):
+        self.last = last  # index of the last valid sample
+        self.recent = recent  # values of the last MEMORY_SAMPLES valid samples since the last reset
+        self.recent_times = recent_times  # and their times
+        self.changed_at = changed_at  # when the counter last moved up (or restarted)
+        self.rate_w = rate_w  # average power of the last interval that moved it
+        self.plateau_from = plateau_from  # first interval of the current run of zero steps
+        self.stepped_up = stepped_up  # the last valid sample was a plain step up
+        self.intervals = intervals  # how many intervals and flags existed before the last valid sample
+        self.flags = flags
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a run stood at the top of its loop: a later run over the same samples plus newer ones resumes here."""
+
+    index: int
+    state: _State
+    before_last: _State
+    intervals: int
+    flags: int
 
 
 def counter_energy(samples, rules: Rules) -> Energy:
-    ordered = in_time_order(samples)
-    intervals: list[Interval] = []
-    flags: list[Flag] = []
-    state, before_last = _State(), _State()
+    return run_counter(in_time_order(samples), rules)[0]
+
+
+def run_counter(ordered: list[Sample], rules: Rules, resume: tuple[Checkpoint, Energy] | None = None,
+                checkpoint_until: int = -1) -> tuple[Energy, Checkpoint | None]:
+    """The rules over samples in time order, one time each.
+
+    `checkpoint_until`: also return the last checkpoint at or before this index whose verdicts so far looked
+    at no sample after it plus GLITCH_LOOKAHEAD. `resume`: start from such a checkpoint of an earlier run
+    (and that run's verdict), over the same samples up to there.
+    """
+    if resume is None:
+        intervals: list[Interval] = []
+        flags: list[Flag] = []
+        state, before_last, i = _State(), _State(), 0
+    else:
+        checkpoint, earlier = resume
+        intervals, flags = earlier.intervals[: checkpoint.intervals], earlier.flags[: checkpoint.flags]
+        state, before_last, i = checkpoint.state, checkpoint.before_last, checkpoint.index
+    checkpoint = None
 
     def plausible(energy_wh: float, since: datetime, until: datetime) -> bool:
         seconds = (until - since).total_seconds()
@@ -68,26 +100,42 @@ def counter_energy(samples, rules: Rules) -> Energy:
             return True
         return seconds > 0 and energy_wh * 3600.0 / seconds <= rules.max_power_w
 
-    def accept(i: int, restart: bool = False, **changes) -> None:
-        """Sample i is valid: it becomes the last one, and the state before it is kept for a take-back.
+    def keep(i: int, counts: tuple[int, int]) -> None:
+        """Sample i is valid but did not move the counter (a repeat, jitter): it becomes the last one.
+
+        The state before it is kept for a take-back; `counts`: intervals and flags before its verdict.
+        """
+        nonlocal state, before_last
+        before_last = state
+        sample = ordered[i]
+        state = _State(i, (*state.recent[1 - MEMORY_SAMPLES:], sample.value), (*state.recent_times[1 - MEMORY_SAMPLES:], sample.time),
+                       state.changed_at, state.rate_w, state.plateau_from, False, *counts)
+
+    def move(i: int, counts: tuple[int, int], rate_w: float | None, restart: bool = False, stepped_up: bool = False) -> None:
+        """Sample i is valid and moved the counter: a plateau may start after it.
 
         `restart`: the counter starts afresh here (reset, rollover, jump): nothing before it is remembered.
         """
         nonlocal state, before_last
         before_last = state
-        recent = (ordered[i],) if restart else (*state.recent, ordered[i])[-MEMORY_SAMPLES:]
-        state = replace(state, last=i, recent=recent, stepped_up=False, **changes)
+        sample = ordered[i]
+        if restart:
+            recent, recent_times = (sample.value,), (sample.time,)
+        else:
+            recent, recent_times = (*state.recent[1 - MEMORY_SAMPLES:], sample.value), (*state.recent_times[1 - MEMORY_SAMPLES:], sample.time)
+        state = _State(i, recent, recent_times, sample.time, rate_w, len(intervals), stepped_up, *counts)
 
-    i = 0
     while i < len(ordered):
+        if i <= checkpoint_until:
+            checkpoint = Checkpoint(i, state, before_last, len(intervals), len(flags))
         current = ordered[i]
         if state.last is None:
-            state = _State(last=i, recent=(current,), changed_at=current.time)
+            state = _State(last=i, recent=(current.value,), recent_times=(current.time,), changed_at=current.time)
             i += 1
             continue
         last = ordered[state.last]
-        high = max(sample.value for sample in state.recent)
-        changed_at = max(state.changed_at, state.recent[0].time)  # no further back than the memory
+        high = max(state.recent)
+        changed_at = max(state.changed_at, state.recent_times[0])  # no further back than the memory
         start_count = (len(intervals), len(flags))
 
         if current.value < last.value:
@@ -95,7 +143,7 @@ def counter_energy(samples, rules: Rules) -> Energy:
             if drop <= JITTER_FRACTION * abs(last.value):
                 intervals.append(Interval(last.time, current.time, 0.0))
                 flags.append(Flag(current.time, "jitter", f"{drop:g} below the last value"))
-                accept(i, intervals=start_count[0], flags=start_count[1])
+                keep(i, start_count)
                 i += 1
                 continue
             if state.stepped_up and before_last.last is not None and current.value >= ordered[before_last.last].value:
@@ -117,23 +165,21 @@ def counter_energy(samples, rules: Rules) -> Energy:
                 if 0 <= wrapped <= rules.rollover_wh / 2 and plausible(wrapped, changed_at, current.time):
                     intervals.append(Interval(last.time, current.time, wrapped))
                     flags.append(Flag(current.time, "rollover", f"wrapped at {rules.rollover_wh:g}"))
-                    accept(i, restart=True, changed_at=current.time, rate_w=_rate(intervals[-1]),
-                           plateau_from=len(intervals), intervals=start_count[0], flags=start_count[1])
+                    move(i, start_count, _rate(intervals[-1]), restart=True)
                     i += 1
                     continue
             counted = current.value if current.value >= 0 and plausible(current.value, last.time, current.time) else 0.0
             intervals.append(Interval(last.time, current.time, counted))
             detail = f"from {last.value:g} to {current.value:g}"
             flags.append(Flag(current.time, "reset", detail if counted == current.value else detail + "; the value is more than the time allows, not counted"))
-            accept(i, restart=True, changed_at=current.time, rate_w=None,
-                   plateau_from=len(intervals), intervals=start_count[0], flags=start_count[1])
+            move(i, start_count, None, restart=True)
             i += 1
             continue
 
         step = current.value - high
         if step <= 0:  # repeated value, or still below the highest after jitter
             intervals.append(Interval(last.time, current.time, 0.0))
-            accept(i, intervals=start_count[0], flags=start_count[1])
+            keep(i, start_count)
             i += 1
             continue
 
@@ -141,8 +187,7 @@ def counter_energy(samples, rules: Rules) -> Energy:
             following = ordered[i + 1] if i + 1 < len(ordered) else None
             if following is not None and following.value >= current.value and plausible(following.value - current.value, current.time, following.time):
                 flags.append(Flag(current.time, "jump", f"from {high:g} to {current.value:g}: more than the time allows, not counted"))
-                accept(i, restart=True, changed_at=current.time, rate_w=None,
-                       plateau_from=len(intervals), intervals=start_count[0], flags=start_count[1])
+                move(i, start_count, None, restart=True)
             else:
                 flags.append(Flag(current.time, "spike", f"{step:g} above {high:g}: more than the time allows"))
             i += 1
@@ -156,15 +201,14 @@ def counter_energy(samples, rules: Rules) -> Energy:
             flags.append(Flag(current.time, "stale", f"repeated {repeats} time(s) before; spread since {stale_from.isoformat()}"))
         else:
             intervals.append(Interval(last.time, current.time, step))
-        accept(i, changed_at=current.time, rate_w=_rate(intervals[-1]),
-               plateau_from=len(intervals), intervals=start_count[0], flags=start_count[1])
-        state.stepped_up = True
+        move(i, start_count, _rate(intervals[-1]), stepped_up=True)
         i += 1
-    return Energy(intervals, flags)
+    return Energy(intervals, flags), checkpoint
 
 
 def _rate(interval: Interval) -> float | None:
-    return interval.energy_wh * 3600.0 / interval.seconds if interval.seconds > 0 else None
+    seconds = (interval.end - interval.start).total_seconds()
+    return interval.energy_wh * 3600.0 / seconds if seconds > 0 else None
 
 
 def _is_stale_catch_up(step: float, rate_w: float, changed_at: datetime, last: Sample, current: Sample) -> bool:

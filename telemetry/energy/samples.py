@@ -2,16 +2,17 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Sample:
+# Named tuples, not dataclasses: the rules make one of each per sample, and a frozen dataclass
+# costs several times more to create; they compare and hash by value, as the roll-up's diff needs.
+class Sample(NamedTuple):
     time: datetime  # measurement time, aware
     value: float  # in the channel's base unit: Wh for a counter, W for power
 
 
-@dataclass(frozen=True)
-class Interval:
+class Interval(NamedTuple):
     """Energy known to have flowed between two instants.
 
     Power across it is constant (its average) unless both ends are given, and then
@@ -36,8 +37,7 @@ class Interval:
         return self.power_at_start_w + (self.power_at_end_w - self.power_at_start_w) * share
 
 
-@dataclass(frozen=True)
-class Flag:
+class Flag(NamedTuple):
     """What a rule concluded about one sample; the kinds are telemetry.models.ReadingFlag.Kind."""
 
     time: datetime
