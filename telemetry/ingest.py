@@ -25,7 +25,7 @@ from .partitions import ensure_partitions_for
 from .pending import keep_unclaimed
 from .raw_messages import message_payload, payload_size, stored_payload
 from .redelivery import stored_earlier
-from .rollup import lock_channels, roll_up_batch, stored_around
+from .rollup import lock_channels, plan_roll_up, roll_up_batch
 from .storage import insert_readings
 
 log = logging.getLogger(__name__)
@@ -302,12 +302,12 @@ def _ingest(messages: list[dict]) -> IngestResult:
     with transaction.atomic():
         lock_channels({channel_id for channel_id, _ in readings})
         _drop_readings_stored_at_first_arrival(readings, energy_batch, redelivered_arrival_readings)
-        stored = stored_around(energy_batch)
+        planned = plan_roll_up(energy_batch, energy_rules)
         result.new_readings = insert_readings([(channel_id, time, value) for (channel_id, time), value in readings.items()])
         refused = len(dead_letters)  # repeats included: a replay learns from it whether its message failed again
         DeadLetter.objects.bulk_create(letters_not_kept_before(dead_letters))
         keep_unclaimed(unclaimed)
-        roll_up_batch(energy_batch, stored, energy_rules)
+        roll_up_batch(planned, energy_rules)
 
     result.readings = valid_readings
     result.dead_letters = refused

@@ -3,7 +3,7 @@
 The invariant, kept by every transaction under the channel's lock: the buckets and flags are
 the energy rules applied to all the channel's stored readings. The rules look only at nearby
 readings, so before a batch is inserted the stored readings around it are read (for an
-in-order batch, just the newest few), and each bucket gets what the new readings change
+in-order batch, the channel's newest few), and each bucket gets what the new readings change
 (telemetry/energy/changes.py). A late, out-of-order, repeated or concurrent batch costs the
 same few statements as an in-order one and gives the same buckets as a clean stream. A bucket
 that loses an interval (a late reading between two stored ones, a sample found to be a glitch)
@@ -15,9 +15,21 @@ from datetime import datetime
 
 from django.db import connection
 
-from .energy import BUCKET, CONTEXT_SAMPLES, Rules, Sample, bucket_changes, bucket_floor, energy_of, spread_into_buckets
+from .energy import (
+    BUCKET,
+    CONTEXT_SAMPLES,
+    SHORT_CONTEXT_SAMPLES,
+    BucketChanges,
+    Rules,
+    Sample,
+    bucket_changes,
+    bucket_floor,
+    energy_of,
+    short_context_suffices,
+    spread_into_buckets,
+)
 from .models import EnergyBucket, Reading, ReadingFlag
-from .storage import add_to_buckets, readings_around, replace_buckets, write_flags
+from .storage import add_to_buckets, newest_readings, readings_around, replace_buckets, write_flags
 
 # Namespace of the PostgreSQL advisory locks that serialise writers of one channel.
 CHANNEL_LOCK_NAMESPACE = 7_101
@@ -34,22 +46,34 @@ def lock_channels(channel_ids) -> None:
         )
 
 
-def stored_around(batch: dict[int, list[Sample]]) -> dict[int, list[Sample]]:
-    """Read before inserting the batch, under the channels' locks: the stored samples its energy depends on."""
-    channel_ids = list(batch)
-    spans = [(c, min(s.time for s in batch[c]), max(s.time for s in batch[c])) for c in channel_ids]
-    found = readings_around(spans, CONTEXT_SAMPLES)
-    return {channel_id: [Sample(t, v) for t, v in rows] for channel_id, rows in zip(channel_ids, found)}
+def plan_roll_up(batch: dict[int, list[Sample]], rules: dict[int, Rules]) -> dict[int, BucketChanges]:
+    """Before the batch is inserted, under the channels' locks: what it changes in each channel's buckets and flags.
+
+    Most batches are newer than everything stored: each channel's newest few readings are read
+    (one probe a channel) and are enough unless the rules flagged some of them. The other
+    channels (late samples, flagged ones) are read again around their samples with the whole context.
+    """
+    planned, again = {}, []
+    newest = newest_readings(list(batch), SHORT_CONTEXT_SAMPLES)
+    for channel_id, samples in batch.items():
+        stored = [Sample(t, v) for t, v in newest[channel_id]]
+        changes = bucket_changes(stored, samples, rules[channel_id])
+        if short_context_suffices(stored, samples, changes):
+            planned[channel_id] = changes
+        else:
+            again.append((channel_id, min(s.time for s in samples), max(s.time for s in samples)))
+    for (channel_id, _, _), rows in zip(again, readings_around(again, CONTEXT_SAMPLES)):
+        planned[channel_id] = bucket_changes([Sample(t, v) for t, v in rows], batch[channel_id], rules[channel_id])
+    return planned
 
 
-def roll_up_batch(batch: dict[int, list[Sample]], stored: dict[int, list[Sample]], rules: dict[int, Rules]) -> None:
+def roll_up_batch(planned: dict[int, BucketChanges], rules: dict[int, Rules]) -> None:
     """Bring the buckets and flags in step with the batch, once its readings are inserted.
 
-    `stored`: from `stored_around`, read before the insert under the same locks.
+    `planned`: from `plan_roll_up`, worked out before the insert under the same locks.
     """
     additions, rebuild, flags_removed, flags_added = [], {}, [], []
-    for channel_id, samples in batch.items():
-        changes = bucket_changes(stored.get(channel_id, []), samples, rules[channel_id])
+    for channel_id, changes in planned.items():
         for start, change in changes.additions.items():
             if start not in changes.rebuild:
                 additions.append((channel_id, start, change.energy_wh, change.covered_seconds, change.estimated_wh,

@@ -4,7 +4,7 @@ The ORM's bulk_create builds a model instance per row, which cost more than the
 database work itself; `unnest` of arrays sends a batch as one statement.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from django.db import connection
 
@@ -101,8 +101,12 @@ def replace_buckets(rows_by_range: dict[tuple[int, datetime, datetime], list[tup
         cursor.execute(_ADD_STAGED_TO_DAYS.format(staging="day_delta_staging"))
 
 
-def readings_around(spans: list[tuple[int, datetime, datetime]], context: int) -> list[list[tuple[datetime, float]]]:
-    """For each (channel_id, first, last): its stored readings within, and `context` on either side, oldest first.
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def readings_around(spans: list[tuple[int, datetime, datetime]], before: int, after: int | None = None) -> list[list[tuple[datetime, float]]]:
+    """For each (channel_id, first, last): its stored readings within, `before` of them before and
+    `after` (default `before`) after, oldest first.
 
     Three index probes per span in one statement; for an in-order batch only the newest
     readings. The spans go in by COPY: quoting thousands of timestamps into the statement
@@ -117,24 +121,50 @@ def readings_around(spans: list[tuple[int, datetime, datetime]], context: int) -
         )
         cursor.execute(
             """
-            SELECT c.span, r.time, r.value
+            SELECT c.span, date_part('epoch', r.time), r.value
             FROM span_staging AS c
             CROSS JOIN LATERAL (
-                (SELECT time, value FROM telemetry_reading WHERE channel_id = c.channel_id AND time < c.first ORDER BY time DESC LIMIT %(context)s)
+                (SELECT time, value FROM telemetry_reading WHERE channel_id = c.channel_id AND time < c.first ORDER BY time DESC LIMIT %(before)s)
                 UNION ALL
                 (SELECT time, value FROM telemetry_reading WHERE channel_id = c.channel_id AND time >= c.first AND time <= c.last)
                 UNION ALL
-                (SELECT time, value FROM telemetry_reading WHERE channel_id = c.channel_id AND time > c.last ORDER BY time LIMIT %(context)s)
+                (SELECT time, value FROM telemetry_reading WHERE channel_id = c.channel_id AND time > c.last ORDER BY time LIMIT %(after)s)
             ) AS r
             """,
-            {"context": context},
+            {"before": before, "after": before if after is None else after},
         )
-        found: list[list[tuple[datetime, float]]] = [[] for _ in spans]
-        for span, time, value in cursor.fetchall():
-            found[span].append((time, value))
-        for rows in found:
-            rows.sort()
-        return found
+        found: list[list[tuple[float, float]]] = [[] for _ in spans]
+        for span, seconds, value in cursor.fetchall():
+            found[span].append((seconds, value))
+    return [[(_from_epoch(seconds), value) for seconds, value in sorted(rows)] for rows in found]
+
+
+def newest_readings(channel_ids: list[int], count: int) -> dict[int, list[tuple[datetime, float]]]:
+    """Each channel's `count` newest stored readings, oldest first: one index probe a channel."""
+    if not channel_ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT c.channel_id, date_part('epoch', r.time), r.value
+            FROM unnest(%(channels)s::bigint[]) AS c(channel_id)
+            CROSS JOIN LATERAL (
+                SELECT time, value FROM telemetry_reading WHERE channel_id = c.channel_id ORDER BY time DESC LIMIT %(count)s
+            ) AS r
+            """,
+            {"channels": channel_ids, "count": count},
+        )
+        found: dict[int, list[tuple[float, float]]] = {channel_id: [] for channel_id in channel_ids}
+        for channel_id, seconds, value in cursor.fetchall():
+            found[channel_id].append((seconds, value))
+    return {channel_id: [(_from_epoch(seconds), value) for seconds, value in sorted(rows)] for channel_id, rows in found.items()}
+
+
+def _from_epoch(seconds: float) -> datetime:
+    """Epoch seconds as PostgreSQL's date_part gives them (a double: exact to well under a microsecond
+    for any date readings have) back to the stored microsecond: a timestamp parsed row by row in
+    Python cost more than the whole query."""
+    return _EPOCH + timedelta(microseconds=round(seconds * 1_000_000))
 
 
 def write_flags(removed: list[tuple[int, datetime]], added: list[tuple[int, datetime, str, str]]) -> None:

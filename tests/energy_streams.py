@@ -1,7 +1,7 @@
 """Meter streams with the faults real meters produce, and a pure model of the incremental roll-up.
 
 The model does what telemetry/rollup.py does with the database: for each batch it reads the
-stored samples around it, adds the bucket changes, rebuilds the buckets that lost an interval,
+stored samples around it (a short context first, the whole where that is not enough), adds the bucket changes, rebuilds the buckets that lost an interval,
 and keeps the flags; the tests compare it with the rules applied to the whole stream at once.
 """
 
@@ -9,7 +9,17 @@ from datetime import datetime, timedelta, timezone
 
 from hypothesis import strategies as st
 
-from telemetry.energy import CONTEXT_SAMPLES, BucketTotal, Rules, Sample, bucket_changes, energy_of, spread_into_buckets
+from telemetry.energy import (
+    CONTEXT_SAMPLES,
+    SHORT_CONTEXT_SAMPLES,
+    BucketTotal,
+    Rules,
+    Sample,
+    bucket_changes,
+    energy_of,
+    short_context_suffices,
+    spread_into_buckets,
+)
 from telemetry.rollup import _ranges
 
 START = datetime(2024, 3, 30, 22, 0, tzinfo=timezone.utc)
@@ -56,13 +66,14 @@ def power_streams(draw, min_size=2, max_size=60):
     return samples
 
 
-def around(stored: dict[datetime, Sample], first: datetime, last: datetime) -> list[Sample]:
-    """What the database query returns: stored samples within [first, last] and CONTEXT_SAMPLES either side."""
+def around(stored: dict[datetime, Sample], first: datetime, last: datetime, before: int = CONTEXT_SAMPLES,
+           after: int = CONTEXT_SAMPLES) -> list[Sample]:
+    """What the database query returns: stored samples within [first, last], `before` before and `after` after."""
     ordered = sorted(stored.values(), key=lambda s: s.time)
-    before = [s for s in ordered if s.time < first][-CONTEXT_SAMPLES:]
+    earlier = [s for s in ordered if s.time < first][-before:]
     inside = [s for s in ordered if first <= s.time <= last]
-    after = [s for s in ordered if s.time > last][:CONTEXT_SAMPLES]
-    return before + inside + after
+    later = [s for s in ordered if s.time > last][:after]
+    return earlier + inside + later
 
 
 class RollUpModel:
@@ -75,8 +86,11 @@ class RollUpModel:
     def ingest(self, batch: list[Sample]) -> None:
         if not batch:
             return
-        window = around(self.stored, min(s.time for s in batch), max(s.time for s in batch))
+        first, last = min(s.time for s in batch), max(s.time for s in batch)
+        window = around(self.stored, first, last, before=SHORT_CONTEXT_SAMPLES)
         changes = bucket_changes(window, batch, self.rules)
+        if not short_context_suffices(window, batch, changes):
+            changes = bucket_changes(around(self.stored, first, last), batch, self.rules)
         for sample in batch:
             self.stored.setdefault(sample.time, sample)
         for start, change in changes.additions.items():

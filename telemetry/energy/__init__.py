@@ -9,13 +9,13 @@ No Django here, so every rule is tested alone and fast:
 """
 
 from .buckets import BUCKET, BucketTotal, bucket_ceil, bucket_floor, bucket_starts, spread_into_buckets
-from .changes import CONTEXT_SAMPLES, BucketChanges, bucket_changes, energy_of
+from .changes import CONTEXT_SAMPLES, SHORT_CONTEXT_SAMPLES, BucketChanges, bucket_changes, energy_of, short_context_suffices
 from .counters import counter_energy
 from .power import power_energy
 from .samples import COUNTER, INSTANT, INTERVAL_AVERAGE, INTERVAL_AVERAGE_START, KINDS, Energy, Flag, Interval, Rules, Sample
 
 __all__ = [
     "BUCKET", "BucketTotal", "bucket_ceil", "bucket_floor", "bucket_starts", "spread_into_buckets",
-    "CONTEXT_SAMPLES", "BucketChanges", "bucket_changes", "energy_of", "counter_energy", "power_energy",
+    "CONTEXT_SAMPLES", "SHORT_CONTEXT_SAMPLES", "short_context_suffices", "BucketChanges", "bucket_changes", "energy_of", "counter_energy", "power_energy",
     "COUNTER", "INSTANT", "INTERVAL_AVERAGE", "INTERVAL_AVERAGE_START", "KINDS", "Energy", "Flag", "Interval", "Rules", "Sample",
 ]

@@ -22,6 +22,9 @@ from .samples import COUNTER, Energy, Flag, Rules, Sample, in_time_order
 # one. The memory counts valid samples, and invalid ones (glitches, spikes) sit among them: twice the
 # reach keeps the result exact while at most half of any run of samples is invalid.
 CONTEXT_SAMPLES = 2 * (MEMORY_SAMPLES + GLITCH_LOOKAHEAD)
+# Enough before samples newer than every stored one, when the stored ones broke no rule: the memory
+# of the verdicts the new samples can change. Most batches are such; the rest read CONTEXT_SAMPLES.
+SHORT_CONTEXT_SAMPLES = MEMORY_SAMPLES + GLITCH_LOOKAHEAD + 1
 
 
 def energy_of(samples, rules: Rules) -> Energy:
@@ -36,6 +39,7 @@ class BucketChanges:
     rebuild: set[datetime] = field(default_factory=set)
     flags_added: list[Flag] = field(default_factory=list)
     flags_removed: list[Flag] = field(default_factory=list)
+    stored_flagged: bool = False  # the rules flagged some of the stored samples given
 
     def __bool__(self):
         return bool(self.additions or self.rebuild or self.flags_added or self.flags_removed)
@@ -55,6 +59,19 @@ def _before_and_after(stored: list[Sample], added: list[Sample], rules: Rules) -
     return energy_of(stored, rules), energy_of(stored + added, rules)
 
 
+def _difference(now: list, then: list) -> tuple[Counter, Counter]:
+    """What `now` has that `then` has not, and the reverse, as multisets. Both lists run in time
+    order and mostly agree at both ends: only the middle where they differ is counted."""
+    start, end = 0, 0
+    limit = min(len(now), len(then))
+    while start < limit and now[start] == then[start]:
+        start += 1
+    while end < limit - start and now[-1 - end] == then[-1 - end]:
+        end += 1
+    now_middle, then_middle = Counter(now[start:len(now) - end]), Counter(then[start:len(then) - end])
+    return now_middle - then_middle, then_middle - now_middle
+
+
 def bucket_changes(stored: list[Sample], new: list[Sample], rules: Rules) -> BucketChanges:
     """`stored`: the stored samples within the span of `new` and CONTEXT_SAMPLES on either side of it.
 
@@ -65,12 +82,10 @@ def bucket_changes(stored: list[Sample], new: list[Sample], rules: Rules) -> Buc
     if not added:
         return BucketChanges()
     before, after = _before_and_after(stored, added, rules)
-    gained = Counter(after.intervals) - Counter(before.intervals)
-    lost = Counter(before.intervals) - Counter(after.intervals)
-    changes = BucketChanges(
-        flags_added=list((Counter(after.flags) - Counter(before.flags)).elements()),
-        flags_removed=list((Counter(before.flags) - Counter(after.flags)).elements()),
-    )
+    gained, lost = _difference(after.intervals, before.intervals)
+    flags_added, flags_removed = _difference(after.flags, before.flags)
+    changes = BucketChanges(stored_flagged=bool(before.flags), flags_added=list(flags_added.elements()),
+                            flags_removed=list(flags_removed.elements()))
     changes.additions = spread_into_buckets(gained.elements())
     for start, taken in spread_into_buckets(lost.elements()).items():
         total = changes.additions.setdefault(start, BucketTotal())
@@ -79,3 +94,12 @@ def bucket_changes(stored: list[Sample], new: list[Sample], rules: Rules) -> Buc
         total.estimated_wh -= taken.estimated_wh
     changes.rebuild = {start for interval in lost for start in bucket_starts(interval)}
     return changes
+
+
+def short_context_suffices(stored: list[Sample], new: list[Sample], changes: BucketChanges) -> bool:
+    """Whether changes worked out from SHORT_CONTEXT_SAMPLES stored samples before `new` are exact:
+    the new samples follow every stored one, and the stored ones are all there is or broke no rule."""
+    if not stored:
+        return True
+    in_order = min(sample.time for sample in new) > max(sample.time for sample in stored)
+    return in_order and (len(stored) < SHORT_CONTEXT_SAMPLES or not changes.stored_flagged)

@@ -33,7 +33,7 @@ from .samples import Energy, Flag, Interval, Rules, Sample, in_time_order
 
 JITTER_FRACTION = 1e-4
 GLITCH_LOOKAHEAD = 3
-MEMORY_SAMPLES = 12
+MEMORY_SAMPLES = 6  # at least STALE_MAX_REPEATS + 2: a stale run and the step before it
 # A longer run of one value is a real plateau (a PV counter at night), whatever comes after it.
 STALE_MAX_REPEATS = 3
 # A stale step is spread when, over the whole stale time, it runs at this range of the earlier rate
@@ -92,7 +92,7 @@ def run_counter(ordered: list[Sample], rules: Rules, resume: tuple[Checkpoint, E
         checkpoint, earlier = resume
         intervals, flags = earlier.intervals[: checkpoint.intervals], earlier.flags[: checkpoint.flags]
         state, before_last, i = checkpoint.state, checkpoint.before_last, checkpoint.index
-    checkpoint = None
+    checkpoint_at = None  # (index, state, before_last, intervals, flags): a tuple, made every sample
 
     def plausible(energy_wh: float, since: datetime, until: datetime) -> bool:
         seconds = (until - since).total_seconds()
@@ -127,7 +127,7 @@ def run_counter(ordered: list[Sample], rules: Rules, resume: tuple[Checkpoint, E
 
     while i < len(ordered):
         if i <= checkpoint_until:
-            checkpoint = Checkpoint(i, state, before_last, len(intervals), len(flags))
+            checkpoint_at = (i, state, before_last, len(intervals), len(flags))
         current = ordered[i]
         if state.last is None:
             state = _State(last=i, recent=(current.value,), recent_times=(current.time,), changed_at=current.time)
@@ -203,7 +203,7 @@ def run_counter(ordered: list[Sample], rules: Rules, resume: tuple[Checkpoint, E
             intervals.append(Interval(last.time, current.time, step))
         move(i, start_count, _rate(intervals[-1]), stepped_up=True)
         i += 1
-    return Energy(intervals, flags), checkpoint
+    return Energy(intervals, flags), Checkpoint(*checkpoint_at) if checkpoint_at else None
 
 
 def _rate(interval: Interval) -> float | None:
