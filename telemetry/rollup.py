@@ -28,8 +28,8 @@ from .energy import (
     short_context_suffices,
     spread_into_buckets,
 )
-from .models import EnergyBucket, Reading, ReadingFlag
-from .storage import add_to_buckets, newest_readings, readings_around, replace_buckets, write_flags
+from .models import EnergyBucket, ReadingFlag
+from .storage import add_to_buckets, all_readings, newest_readings, readings_around, replace_buckets, write_flags
 
 # Namespace of the PostgreSQL advisory locks that serialise writers of one channel.
 CHANNEL_LOCK_NAMESPACE = 7_101
@@ -114,7 +114,7 @@ def rebuild_buckets(wanted: dict[int, tuple[set[datetime], Rules]]) -> None:
 
 def recompute_channel(channel_id: int, rules: Rules) -> int:
     """Rebuild all the channel's buckets and flags from its stored readings. Call under the channel's lock."""
-    samples = [Sample(t, v) for t, v in Reading.objects.filter(channel_id=channel_id).order_by("time").values_list("time", "value")]
+    samples = [Sample(t, v) for t, v in all_readings(channel_id)]
     energy = energy_of(samples, rules)
     totals = spread_into_buckets(energy.intervals)
     stored = EnergyBucket.objects.filter(channel_id=channel_id).values_list("start", flat=True)

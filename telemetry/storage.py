@@ -160,6 +160,13 @@ def newest_readings(channel_ids: list[int], count: int) -> dict[int, list[tuple[
     return {channel_id: [(_from_epoch(seconds), value) for seconds, value in sorted(rows)] for channel_id, rows in found.items()}
 
 
+def all_readings(channel_id: int) -> list[tuple[datetime, float]]:
+    """Every stored reading of the channel, oldest first (a year of minutes is half a million rows)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT date_part('epoch', time), value FROM telemetry_reading WHERE channel_id = %s ORDER BY time", [channel_id])
+        return [(_from_epoch(seconds), value) for seconds, value in cursor.fetchall()]
+
+
 def _from_epoch(seconds: float) -> datetime:
     """Epoch seconds as PostgreSQL's date_part gives them (a double: exact to well under a microsecond
     for any date readings have) back to the stored microsecond: a timestamp parsed row by row in
