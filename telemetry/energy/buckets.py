@@ -57,6 +57,19 @@ def spread_into_buckets(intervals) -> dict[datetime, BucketTotal]:
         if length <= 0:
             continue
         linear = interval.power_at_start_w is not None and interval.power_at_end_w is not None
+        first = bucket_floor(interval.start)
+        if interval.end <= first + BUCKET:  # within one bucket, as most intervals of minute data are
+            total = buckets[first]
+            if linear:
+                total.widen(min(interval.power_at_start_w, interval.power_at_end_w), max(interval.power_at_start_w, interval.power_at_end_w))
+            else:
+                power = interval.energy_wh * 3600.0 / length
+                total.widen(power, power)
+            total.energy_wh += interval.energy_wh
+            total.covered_seconds += length
+            if interval.estimated:
+                total.estimated_wh += interval.energy_wh
+            continue
         for start in bucket_starts(interval):
             part_start, part_end = max(start, interval.start), min(start + BUCKET, interval.end)
             overlap = (part_end - part_start).total_seconds()
