@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 from django.utils.safestring import mark_safe
 
 from telemetry.asset_energy import asset_energy, site_energy
+from telemetry.periods import EARLIEST, LATEST
 from telemetry.energy_chart import ChartDay, daily_bar_chart
 
 CHART_DAYS = 31
@@ -24,6 +25,8 @@ def chart_range(params, zone: str, today: date | None = None) -> tuple[date, dat
         return *default, "Dates are YYYY-MM-DD; showing the last 31 days."
     if start is None and end is None:
         return *default, ""
+    if not all(EARLIEST <= day <= LATEST for day in (start, end) if day is not None):
+        return *default, f"Dates run from {EARLIEST} to {LATEST}; showing the last 31 days."
     start = start or end - timedelta(days=CHART_DAYS)
     end = end or start + timedelta(days=CHART_DAYS)
     if not 0 < (end - start).days <= MAX_CHART_DAYS:

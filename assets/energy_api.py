@@ -20,13 +20,14 @@ from rest_framework.response import Response
 from telemetry.asset_energy import EnergyScope, scope_energy
 from telemetry.demand import demand_intervals, monthly_peaks
 from telemetry.localtime import data_span
-from telemetry.periods import PERIODS, local_midnight
+from telemetry.periods import EARLIEST, LATEST, PERIODS, local_midnight
 
 from .metering import MeteringPlan
 from .serializers import LocalDateTimeField
 
-EARLIEST, LATEST = date(1900, 1, 1), date(2199, 12, 31)
 MAX_HOUR_DAYS = 366  # hourly rows come from the buckets: a year at most per request
+# Rows per request stay in the thousands: a year of hours, ten years of days or weeks; months and longer are few.
+MAX_DAYS = {"hour": MAX_HOUR_DAYS, "day": 3660, "week": 3660}
 MAX_INTERVAL_DAYS = 93  # demand intervals: a quarter at most per request
 DEFAULT_HOUR_DAYS = 31
 DEFAULT_SPAN_DAYS = {"hour": 1, "day": 31, "week": 84, "month": 366, "year": 5 * 366, "billing": 366}
@@ -70,10 +71,10 @@ class EnergyQuerySerializer(RangeQuerySerializer):
     period = serializers.ChoiceField(choices=list(PERIODS), default="day", help_text="Local period of the site's zone")
 
     def limit_days(self, attrs):
-        return MAX_HOUR_DAYS if attrs["period"] == "hour" else None
+        return MAX_DAYS.get(attrs["period"])
 
     def limited_what(self, attrs):
-        return "hourly rows"
+        return f"{attrs['period']}ly rows" if attrs["period"] != "day" else "daily rows"
 
 
 class DemandQuerySerializer(RangeQuerySerializer):
@@ -103,8 +104,8 @@ def resolve_range(period: str, start: date | None, end: date | None, span: tuple
         start = span[0] if span and span[0] < end else end - default_days
         if period == "hour":
             start = max(start, end - timedelta(days=DEFAULT_HOUR_DAYS))
-    if period == "hour":
-        end = min(end, start + timedelta(days=MAX_HOUR_DAYS))
+    if period in MAX_DAYS:
+        end = min(end, start + timedelta(days=MAX_DAYS[period]))
     return start, end
 
 

@@ -53,16 +53,14 @@ def _merge(plans: list[MeteringPlan]) -> MeteringPlan:
 
 
 def metered_channels(asset_ids) -> list[MeteredChannel]:
-    """The channels the assets' energy comes from: counters, and power channels of circuits without a
-    counter (a device reporting both for one circuit would otherwise be counted twice)."""
-    rows = Channel.objects.filter(asset_id__in=asset_ids, metric__in=ENERGY_METRICS).values_list(
-        "id", "asset_id", "role", "device_id", "key", "metric"
-    )
-    with_counter = {(device_id, key) for *_, device_id, key, metric in rows if metric == Channel.Metric.ENERGY}
+    """The channels the assets' energy comes from: counters, and power channels of an asset and role no
+    counter measures (a Tasmota or Shelly reports both for one circuit, under different keys)."""
+    rows = Channel.objects.filter(asset_id__in=asset_ids, metric__in=ENERGY_METRICS).values_list("id", "asset_id", "role", "metric")
+    with_counter = {(asset_id, role) for _, asset_id, role, metric in rows if metric == Channel.Metric.ENERGY}
     return [
         MeteredChannel(channel_id, asset_id, role)
-        for channel_id, asset_id, role, device_id, key, metric in rows
-        if metric == Channel.Metric.ENERGY or (device_id, key) not in with_counter
+        for channel_id, asset_id, role, metric in rows
+        if metric == Channel.Metric.ENERGY or (asset_id, role) not in with_counter
     ]
 
 

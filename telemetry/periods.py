@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 
 UTC = timezone.utc
 PERIODS = ("hour", "day", "week", "month", "year", "billing")
+# The local dates the views answer for: zone rules outside them are guesses, and datetime ends at year 9999.
+EARLIEST, LATEST = date(1900, 1, 1), date(2199, 12, 31)
 # Every offset in use is a multiple of 15 minutes, so wall-clock hours start on these steps.
 _QUARTER_HOUR = timedelta(minutes=15)
 

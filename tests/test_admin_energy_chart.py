@@ -82,3 +82,16 @@ def test_change_page_without_energy_says_so(world, client):
     html = client.get(reverse("admin:assets_asset_change", args=[world.rack.pk])).content.decode()
 
     assert "No energy recorded from" in html and 'class="energy-chart"' not in html
+
+
+@pytest.mark.parametrize("query", ["energy_from=9999-12-31", "energy_to=0001-01-01", "energy_from=0001-01-01&energy_to=0001-01-05"])
+def test_dates_at_the_ends_of_the_calendar_fall_back_to_the_last_31_days(admin_client, query):
+    from assets.models import Organisation, Site
+
+    organisation = Organisation.objects.create(name="Far", slug="far")
+    site = Site.objects.create(organisation=organisation, name="Far", timezone="Europe/Berlin")
+
+    page = admin_client.get(f"/admin/assets/site/{site.pk}/change/?{query}")
+
+    assert page.status_code == 200
+    assert "Dates run from 1900-01-01 to 2199-12-31" in page.content.decode()

@@ -405,3 +405,33 @@ def test_a_circuit_with_a_counter_and_power_is_counted_once_from_the_counter():
 
     rows = get(world, "assets", world.panel, "energy", period="day", **{"from": "2024-05-06", "to": "2024-05-07"})["results"]
     assert rows[0]["consumption_kwh"] == kwh(5.0)  # the counter's 5 kWh, not 5 + 6
+
+
+def test_a_device_reporting_a_counter_and_power_under_different_keys_is_counted_once():
+    """Tasmota and Shelly maps read ENERGY.Total as "energy" and ENERGY.Power as "power": one circuit, two keys."""
+    from assets.models import Channel
+
+    world = build_world("tasmota-like", "Europe/Berlin")
+    Channel.objects.create(device=world.device, key="total", metric=Channel.Metric.ENERGY, role=Channel.Role.SUB_METER, asset=world.circuit)
+    Channel.objects.create(device=world.device, key="watts", metric=Channel.Metric.POWER, role=Channel.Role.SUB_METER, asset=world.circuit)
+    first = datetime(2024, 5, 6, 8, tzinfo=UTC)
+    feed_power_samples(world, "watts", first, [360.0] * 61)
+    messages = [
+        {"topic": f"iotwatt/{world.device.identifier}/telemetry", "received_at": t.isoformat(),
+         "payload": json.dumps({"ts": t.isoformat(), "channels": {"total": {"energy_kwh": kwh}}})}
+        for t, kwh in [(first, 10.0), (first + timedelta(hours=1), 10.36)]
+    ]
+    assert ingest_messages(messages).dead_letters == 0
+
+    rows = get(world, "assets", world.circuit, "energy", period="day", **{"from": "2024-05-06", "to": "2024-05-07"})["results"]
+    assert rows[0]["consumption_kwh"] == kwh(0.36)  # not 0.72
+
+
+def test_days_over_ten_years_are_refused_and_months_are_not():
+    world = build_world("long-range", "Europe/Berlin")
+    url = f"/api/channels/{world.channel.pk}/energy/"
+    client = world.client("viewer")
+
+    refused = client.get(url, {"period": "day", "from": "1900-01-01", "to": "2199-12-31"})
+    assert refused.status_code == 400 and "At most 3660 days" in refused.json()["to"][0]
+    assert client.get(url, {"period": "month", "from": "1900-01-01", "to": "2199-12-31"}).status_code == 200

@@ -438,3 +438,79 @@ def test_e07_a_today_counter_late_across_midnight_is_booked_by_measurement_time(
     assert day_wh(channel, date(2025, 7, 8)) == pytest.approx(18_210.0, abs=1.0)
     assert day_wh(channel, date(2025, 7, 9)) == pytest.approx(30.0, abs=1.0)
     assert flags(channel) == {"2025-07-08T23:00:10+00:00": "reset"}
+
+
+# Kinds found by trying to break the rules
+
+
+def test_an_honest_catch_up_after_a_value_held_for_an_hour_is_counted_with_a_realistic_maximum():
+    channel = counter("Europe/Berlin", "held-hour", max_power_w=20_000)
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    readings = [(start, 100.0), (start + timedelta(seconds=10), 100.04)]
+    readings += [(start + timedelta(seconds=20 + 10 * k), 100.04) for k in range(360)]  # the register froze for an hour
+    readings += [(start + timedelta(seconds=3630), 103.04)]  # 3 kWh: 3 kW over the hour, 1 MW over its own 10 s
+    for i in range(0, len(readings), 50):
+        ingest_messages([native("held-hour", t.isoformat(), "energy_kwh", v) for t, v in readings[i:i + 50]])
+
+    assert total_wh(channel) == pytest.approx(3040.0, abs=1e-6)
+    assert flags(channel) == {(start + timedelta(seconds=3630)).isoformat(): "stale"}
+    assert_same_as_recomputed(channel)
+
+
+@pytest.mark.parametrize("bad_reads", [1, 3, 4, 5])
+def test_a_run_of_zeros_then_the_old_value_books_no_lifetime(bad_reads):
+    channel = counter("Europe/Zurich", f"zeros-{bad_reads}")
+    start = datetime(2024, 1, 20, 9, tzinfo=timezone.utc)
+    values = [1520.40, 1520.50] + [0.0] * bad_reads + [1520.60, 1520.70]
+    ingest_messages([native(f"zeros-{bad_reads}", (start + timedelta(minutes=10 * k)).isoformat(), "energy_kwh", v)
+                     for k, v in enumerate(values)])
+
+    assert total_wh(channel) == pytest.approx(300.0, abs=1e-6)
+    assert_same_as_recomputed(channel)
+
+
+def test_a_run_of_zeros_longer_than_the_memory_is_a_jump_under_a_realistic_maximum():
+    # Beyond the rules' memory the level before the zeros is forgotten: the return to it is judged by the
+    # channel's plausible maximum, and 1.5 MWh in the hour the memory spans is more than 100 kW allows.
+    channel = counter("Europe/Zurich", "zeros-long", max_power_w=100_000)
+    start = datetime(2024, 1, 20, 9, tzinfo=timezone.utc)
+    values = [1520.40, 1520.50] + [0.0] * 8 + [1520.60, 1520.70]
+    ingest_messages([native("zeros-long", (start + timedelta(minutes=10 * k)).isoformat(), "energy_kwh", v)
+                     for k, v in enumerate(values)])
+
+    assert total_wh(channel) == pytest.approx(200.0, abs=1e-6)  # the hour of bad reads is unknown, not a lifetime
+    assert sorted(flags(channel).values()) == ["jump", "reset"]
+    assert_same_as_recomputed(channel)
+
+
+@pytest.mark.parametrize("invalid_run", [20, 40])
+def test_a_long_run_of_implausible_power_then_a_late_batch_equals_a_recomputation(invalid_run):
+    channel = power_channel("Europe/Berlin", f"run-{invalid_run}", max_power_w=1000)
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    samples = [(start, 500.0)] + [(start + timedelta(seconds=k + 1), 5000.0) for k in range(invalid_run)]
+    ingest_messages([native(f"run-{invalid_run}", t.isoformat(), "power_w", v) for t, v in samples])
+    ingest_messages([native(f"run-{invalid_run}", (start + timedelta(seconds=invalid_run + 1)).isoformat(), "power_w", 500.0)])
+
+    assert total_wh(channel) == pytest.approx(500.0 * (invalid_run + 1) / 3600)
+    assert_same_as_recomputed(channel)
+
+
+def test_a_new_rollover_in_the_device_models_map_rebuilds_its_channels(django_capture_on_commit_callbacks):
+    from telemetry.tasks import rebuild_channel_energy
+
+    channel = counter("Europe/Berlin", "remap")
+    model = rollover_model(10_000_000.0)  # a width that never wraps these values
+    channel.device.device_model = model
+    channel.device.save()
+    readings = [("2022-10-03T22:25:38Z", 838831.0), ("2022-10-03T22:28:20Z", 838857.6),
+                ("2022-10-03T22:31:00Z", 12.4), ("2022-10-03T22:33:40Z", 40.1)]
+    ingest_messages([native("remap", ts, "energy_wh", v) for ts, v in readings])
+    assert total_wh(channel) == pytest.approx(66.7, abs=1e-6)  # a reset
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        model.parameter_map["quantities"]["energy_wh"]["rollover"] = 838860.8
+        model.save()
+    assert len(callbacks) == 1
+    rebuild_channel_energy(channel.pk)  # what the queued task runs
+
+    assert total_wh(channel) == pytest.approx(69.9, abs=1e-6)  # now a wrap

@@ -17,11 +17,11 @@ from .counters import GLITCH_LOOKAHEAD, MEMORY_SAMPLES, counter_energy, run_coun
 from .power import power_energy
 from .samples import COUNTER, Energy, Flag, Rules, Sample, in_time_order
 
-# Stored samples read on either side of new ones: before, the memory of the samples whose verdict a
-# new one can change (up to GLITCH_LOOKAHEAD + 1 back); after, the samples whose memory holds a new
-# one. The memory counts valid samples, and invalid ones (glitches, spikes) sit among them: twice the
-# reach keeps the result exact while at most half of any run of samples is invalid.
-CONTEXT_SAMPLES = 2 * (MEMORY_SAMPLES + GLITCH_LOOKAHEAD)
+# Stored samples read on either side of new ones where the short read below is not enough: the memory
+# of the verdicts a new sample can change, and of the samples whose memory holds it, counted in valid
+# samples. Glitches and spikes sit among them, so the reach is generous: the result is exact while
+# fewer than about 50 readings in a row are invalid. Few batches need it, so its size costs little.
+CONTEXT_SAMPLES = 64
 # Enough before samples newer than every stored one, when the stored ones broke no rule: the memory
 # of the verdicts the new samples can change. Most batches are such; the rest read CONTEXT_SAMPLES.
 SHORT_CONTEXT_SAMPLES = MEMORY_SAMPLES + GLITCH_LOOKAHEAD + 1

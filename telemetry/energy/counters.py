@@ -40,16 +40,19 @@ STALE_MAX_REPEATS = 3
 # while on its own interval it runs at least STALE_STEP_FACTOR times that rate.
 STALE_RATE_RANGE = (2 / 3, 3 / 2)
 STALE_STEP_FACTOR = 1.5
+# A counter held at no more than this share of the step it then makes is taken as restored, not caught up.
+JUMP_FROM_ZERO_FRACTION = 0.01
 
 
 class _State:
     """Everything a later sample's verdict depends on. Never changed once made: the state before the
     last valid sample is kept as it was, so that verdict can be taken back."""
 
-    __slots__ = ("last", "recent", "recent_times", "changed_at", "rate_w", "plateau_from", "stepped_up", "intervals", "flags")
+    __slots__ = ("last", "recent", "recent_times", "changed_at", "rate_w", "plateau_from", "stepped_up", "intervals", "flags",
+                 "before_reset")
 
     def __init__(self, last=None, recent=(), recent_times=(), changed_at=None, rate_w=None, plateau_from=0,
-                 stepped_up=False, intervals=0, flags=0):
+                 stepped_up=False, intervals=0, flags=0, before_reset=None):
         self.last = last  # index of the last valid sample
         self.recent = recent  # values of the last MEMORY_SAMPLES valid samples since the last reset
         self.recent_times = recent_times  # and their times
@@ -59,6 +62,7 @@ class _State:
         self.stepped_up = stepped_up  # the last valid sample was a plain step up
         self.intervals = intervals  # how many intervals and flags existed before the last valid sample
         self.flags = flags
+        self.before_reset = before_reset  # (highest value, time) before the last reset, while it is remembered
 
 
 @dataclass(frozen=True)
@@ -94,10 +98,11 @@ def run_counter(ordered: list[Sample], rules: Rules, resume: tuple[Checkpoint, E
         state, before_last, i = checkpoint.state, checkpoint.before_last, checkpoint.index
     checkpoint_at = None  # (index, state, before_last, intervals, flags): a tuple, made every sample
 
-    def plausible(energy_wh: float, since: datetime, until: datetime) -> bool:
-        seconds = (until - since).total_seconds()
-        if rules.max_power_w is None:
+    def plausible(energy_wh: float, since: datetime | None, until: datetime) -> bool:
+        """Whether the energy fits in the time at the plausible maximum power; `since` None: a time too long to know."""
+        if rules.max_power_w is None or since is None:
             return True
+        seconds = (until - since).total_seconds()
         return seconds > 0 and energy_wh * 3600.0 / seconds <= rules.max_power_w
 
     def keep(i: int, counts: tuple[int, int]) -> None:
@@ -109,9 +114,10 @@ def run_counter(ordered: list[Sample], rules: Rules, resume: tuple[Checkpoint, E
         before_last = state
         sample = ordered[i]
         state = _State(i, (*state.recent[1 - MEMORY_SAMPLES:], sample.value), (*state.recent_times[1 - MEMORY_SAMPLES:], sample.time),
-                       state.changed_at, state.rate_w, state.plateau_from, False, *counts)
+                       state.changed_at, state.rate_w, state.plateau_from, False, *counts, state.before_reset)
 
-    def move(i: int, counts: tuple[int, int], rate_w: float | None, restart: bool = False, stepped_up: bool = False) -> None:
+    def move(i: int, counts: tuple[int, int], rate_w: float | None, restart: bool = False, stepped_up: bool = False,
+             before_reset: tuple[float, datetime] | None = None, reset_undone: bool = False) -> None:
         """Sample i is valid and moved the counter: a plateau may start after it.
 
         `restart`: the counter starts afresh here (reset, rollover, jump): nothing before it is remembered.
@@ -123,19 +129,23 @@ def run_counter(ordered: list[Sample], rules: Rules, resume: tuple[Checkpoint, E
             recent, recent_times = (sample.value,), (sample.time,)
         else:
             recent, recent_times = (*state.recent[1 - MEMORY_SAMPLES:], sample.value), (*state.recent_times[1 - MEMORY_SAMPLES:], sample.time)
-        state = _State(i, recent, recent_times, sample.time, rate_w, len(intervals), stepped_up, *counts)
+        remembered = None if restart or reset_undone else state.before_reset
+        state = _State(i, recent, recent_times, sample.time, rate_w, len(intervals), stepped_up, *counts, before_reset or remembered)
 
     while i < len(ordered):
         if i <= checkpoint_until:
             checkpoint_at = (i, state, before_last, len(intervals), len(flags))
         current = ordered[i]
         if state.last is None:
-            state = _State(last=i, recent=(current.value,), recent_times=(current.time,), changed_at=current.time)
+            # When the counter last moved is not known here: as far as the rules can tell, it has held this value for long.
+            state = _State(last=i, recent=(current.value,), recent_times=(current.time,))
             i += 1
             continue
         last = ordered[state.last]
         high = max(state.recent)
-        changed_at = max(state.changed_at, state.recent_times[0])  # no further back than the memory
+        # When the counter last moved, if within the memory; None: it has held its value longer than that.
+        changed_at = state.changed_at if state.changed_at is not None and state.changed_at >= state.recent_times[0] else None
+        before_reset = state.before_reset if state.before_reset and state.before_reset[1] >= state.recent_times[0] else None
         start_count = (len(intervals), len(flags))
 
         if current.value < last.value:
@@ -172,7 +182,7 @@ def run_counter(ordered: list[Sample], rules: Rules, resume: tuple[Checkpoint, E
             intervals.append(Interval(last.time, current.time, counted))
             detail = f"from {last.value:g} to {current.value:g}"
             flags.append(Flag(current.time, "reset", detail if counted == current.value else detail + "; the value is more than the time allows, not counted"))
-            move(i, start_count, None, restart=True)
+            move(i, start_count, None, restart=True, before_reset=(high, current.time))
             i += 1
             continue
 
@@ -180,6 +190,35 @@ def run_counter(ordered: list[Sample], rules: Rules, resume: tuple[Checkpoint, E
         if step <= 0:  # repeated value, or still below the highest after jitter
             intervals.append(Interval(last.time, current.time, 0.0))
             keep(i, start_count)
+            i += 1
+            continue
+
+        if before_reset is not None and current.value >= before_reset[0]:
+            # Back at or above where it stood before the reset: the drop was a run of bad reads, not a reset.
+            intervals.append(Interval(last.time, current.time, current.value - before_reset[0]))
+            flags.append(Flag(current.time, "reset", f"back above {before_reset[0]:g}, its value before the reset at "
+                                                     f"{before_reset[1].isoformat()}: that was a bad read, only the rise above it counts"))
+            move(i, start_count, _rate(intervals[-1]), stepped_up=True, reset_undone=True)
+            i += 1
+            continue
+
+        if changed_at is None and len(state.recent) < MEMORY_SAMPLES:
+            changed_at = state.recent_times[0]  # the first readings known: judged over the time they span
+        if changed_at is None:
+            # Held longer than the memory: a catch-up of the time it was held, never a spike (a spike that
+            # comes straight back down is still a glitch, taken back by the next sample). Unless it was held
+            # at about zero: a register restored to its old value after a run of zero reads is a jump.
+            if not plausible(step, state.recent_times[0], current.time):
+                if abs(high) <= JUMP_FROM_ZERO_FRACTION * step:
+                    flags.append(Flag(current.time, "jump", f"from {high:g}, held for more than {MEMORY_SAMPLES} readings, "
+                                                            f"to {current.value:g}: more than the time allows, not counted"))
+                    move(i, start_count, None, restart=True)
+                    i += 1
+                    continue
+                flags.append(Flag(current.time, "stale", f"held {high:g} for more than {MEMORY_SAMPLES} readings; "
+                                                         "the catch-up counts where it was read"))
+            intervals.append(Interval(last.time, current.time, step))
+            move(i, start_count, _rate(intervals[-1]), stepped_up=True)
             i += 1
             continue
 
