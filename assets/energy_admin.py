@@ -35,15 +35,13 @@ def chart_range(params, zone: str, today: date | None = None) -> tuple[date, dat
 
 
 class EnergyChartMixin:
-    """Adds the chart to the change page of an object with energy (`chart_rows`)."""
+    """Adds the chart to the change page of an object with energy.
+
+    The admin using it gives `chart_rows(obj, start, end)` (the object's daily figures over the local
+    dates [start, end)) and `chart_zone(obj)` (the IANA zone its days are cut in).
+    """
 
     change_form_template = "admin/assets/change_form_with_energy.html"
-
-    def chart_rows(self, obj, start: date, end: date):
-        raise NotImplementedError
-
-    def chart_zone(self, obj) -> str:
-        raise NotImplementedError
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and obj.pk:

@@ -37,8 +37,9 @@ DEFAULT_SPAN_DAYS = {"hour": 1, "day": 31, "week": 84, "month": 366, "year": 5 *
 
 
 class RangeQuerySerializer(serializers.Serializer):
-    from_ = serializers.DateField(required=False, help_text="First local date (YYYY-MM-DD), included")
-    to = serializers.DateField(required=False, help_text="Local date (YYYY-MM-DD) the range ends at, excluded")
+    # Only YYYY-MM-DD: Python would also read ISO week dates ("2021-W12-1") and other forms the API does not promise.
+    from_ = serializers.DateField(required=False, input_formats=["%Y-%m-%d"], help_text="First local date (YYYY-MM-DD), included")
+    to = serializers.DateField(required=False, input_formats=["%Y-%m-%d"], help_text="Local date (YYYY-MM-DD) the range ends at, excluded")
     format = serializers.ChoiceField(choices=["json", "csv"], required=False, help_text="csv: the rows as CSV with a header row")
 
     max_days: int | None = None
@@ -277,17 +278,15 @@ def channel_scope(channel) -> EnergyScope:
 
 
 class EnergyActionsMixin:
-    """`{id}/energy/` and `{id}/demand/` of a viewset; subclasses say what the object measures and where its site is."""
+    """`{id}/energy/` and `{id}/demand/` of a viewset.
+
+    The viewset using it says what the object measures, `energy_scope(obj) -> EnergyScope`, and
+    where its site is, `site_of(obj) -> Site`.
+    """
 
     energy_answer_name = "asset"  # the id field of the answer
     energy_answer_serializer = AssetEnergySerializer
     energy_name = "consumption"  # "consumption" (with the role columns) or "energy" (one channel)
-
-    def energy_scope(self, obj) -> EnergyScope:
-        raise NotImplementedError
-
-    def site_of(self, obj):
-        raise NotImplementedError
 
     def query(self, serializer_class) -> dict:
         query = serializer_class(data=self.request.query_params)

@@ -435,3 +435,10 @@ def test_days_over_ten_years_are_refused_and_months_are_not():
     refused = client.get(url, {"period": "day", "from": "1900-01-01", "to": "2199-12-31"})
     assert refused.status_code == 400 and "At most 3660 days" in refused.json()["to"][0]
     assert client.get(url, {"period": "month", "from": "1900-01-01", "to": "2199-12-31"}).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["2021-W12-1", "20210322", "2021-03-22T00:00"])
+def test_dates_other_than_year_month_day_are_refused(value):
+    world = build_world("date-forms", "Europe/Berlin")
+    response = world.client("viewer").get(f"/api/channels/{world.channel.pk}/energy/", {"from": value, "to": "2021-04-01"})
+    assert response.status_code == 400 and "from" in response.json()
