@@ -5,6 +5,7 @@ import zoneinfo
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
@@ -292,6 +293,10 @@ class Device(models.Model):
     # The identity the device uses in its MQTT topics.
     identifier = models.CharField(max_length=128, unique=True)
     name = models.CharField(max_length=200, blank=True)
+    tags = ArrayField(
+        models.SlugField(max_length=50), default=list, blank=True,
+        help_text="Free labels to choose devices by (bulk parameter changes), e.g. floor-3, pilot",
+    )
     # Written by the ingest only (telemetry/ingest.py), from the device's status topic and its messages.
     online = models.BooleanField(
         null=True, default=None, editable=False,
@@ -302,6 +307,9 @@ class Device(models.Model):
     # overwrites it, even when it reaches the database later (another bridge, a retried batch).
     status_reported_at = models.DateTimeField(null=True, editable=False)
     last_seen_at = models.DateTimeField(null=True, editable=False, help_text="Arrival of the device's last message of any kind")
+
+    class Meta:
+        indexes = [GinIndex(fields=["tags"], name="device_tags")]
 
     def __str__(self):
         return self.name or self.identifier

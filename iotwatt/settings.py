@@ -274,6 +274,35 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_TASK_ROUTES["telemetry.tasks.maintain_reading_storage"] = {"queue": INGEST_QUEUE}
 CELERY_TASK_ROUTES["telemetry.tasks.rebuild_channel_energy"] = {"queue": INGEST_QUEUE}
 
+# Device parameters (control/): change sets go out on their own queue, so a backlog of ingest batches
+# never delays them; workers take it with `-Q ingest,control`.
+CONTROL_QUEUE = os.environ.get("CONTROL_QUEUE", "control")
+CELERY_TASK_ROUTES["control.tasks.*"] = {"queue": CONTROL_QUEUE}
+
+
+def env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    try:
+        value = float(raw) if raw is not None else default
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise ImproperlyConfigured(f"{name} must be a number of seconds above 0, not {raw!r}")
+    return value
+
+
+# A change set is sent up to this many times, waiting base, 2x base, 4x base ... (at most the cap) for
+# the answer after each send, then it has timed out. The defaults give up after about 4.5 minutes.
+CONTROL_MAX_ATTEMPTS = env_positive_int("CONTROL_MAX_ATTEMPTS", 5)
+CONTROL_RETRY_BASE_S = env_seconds("CONTROL_RETRY_BASE_S", 10.0)
+CONTROL_RETRY_MAX_S = env_seconds("CONTROL_RETRY_MAX_S", 120.0)
+if CONTROL_RETRY_MAX_S >= CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]:
+    # Redis hands a task scheduled further ahead than the visibility timeout to a second worker.
+    raise ImproperlyConfigured("CONTROL_RETRY_MAX_S must be below CELERY_VISIBILITY_TIMEOUT")
+CONTROL_PUBLISH_TIMEOUT_S = env_seconds("CONTROL_PUBLISH_TIMEOUT_S", 10.0)
+# The configuration agent's MQTT client id (one per agent process; its session keeps answers while it is down).
+CONTROL_AGENT_CLIENT_ID = os.environ.get("CONTROL_AGENT_CLIENT_ID", "iotwatt-config-agent-1").strip() or "iotwatt-config-agent-1"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

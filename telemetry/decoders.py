@@ -134,7 +134,13 @@ _READERS = {
 
 def validate_parameter_map(parameter_map) -> None:
     """Raise ParameterMapError saying what is wrong and where; never anything else."""
+    from control.definitions import DefinitionError, configuration_of  # the map's configuration section is control's
+
     parse_map(parameter_map)
+    try:
+        configuration_of(parameter_map)
+    except DefinitionError as exc:
+        raise ParameterMapError(str(exc)) from exc
 
 
 def topic_patterns(parameter_map) -> list[str]:

@@ -30,6 +30,20 @@ IOTWATT_NATIVE = {
         "power_w": {"metric": "power", "unit": "W"},
         "power_kw": {"metric": "power", "unit": "kW"},
     },
+    # Configuration over `iotwatt/<device>/config/set` and `.../config/reported`: docs/device-parameters.md.
+    "configuration": {
+        "protocol": "iotwatt",
+        "parameters": {
+            "reporting_interval_s": {"type": "integer", "unit": "s", "minimum": 1, "maximum": 3600, "default": 60,
+                                     "description": "Seconds between telemetry messages"},
+            "ct_ratio": {"type": "integer", "unit": "A", "choices": [50, 100, 200, 400, 600], "default": 100, "reboot": True,
+                         "description": "Primary current of the current transformers"},
+            "relay_default": {"type": "string", "choices": ["on", "off", "last"], "default": "last",
+                              "description": "Relay state after power returns"},
+            "max_power_w": {"type": "number", "unit": "W", "minimum": 0, "description": "Power limit the device enforces"},
+            "firmware": {"type": "string", "writable": False},
+        },
+    },
 }
 
 
@@ -67,6 +81,18 @@ TASMOTA_SENSOR = {
     "timestamp": {"source": "arrival"},
     "channels": _TASMOTA_CHANNELS,
     "status": {"topic": "tele/{device}/LWT", "online": "Online", "offline": "Offline"},
+    # Tasmota takes configuration as commands on `cmnd/<topic>/<Command>` and answers on `stat/<topic>/RESULT`.
+    "configuration": {
+        "protocol": "tasmota",
+        "parameters": {
+            "tele_period_s": {"type": "integer", "unit": "s", "minimum": 10, "maximum": 3600, "default": 300, "command": "TelePeriod",
+                              "description": "Seconds between SENSOR messages"},
+            "power_on_state": {"type": "integer", "choices": [0, 1, 2, 3, 4, 5], "default": 3, "command": "PowerOnState",
+                               "description": "Relay after power returns: 0 off, 1 on, 2 toggle, 3 last, 4 on and locked, 5 inverted PulseTime"},
+            "power_delta": {"type": "integer", "minimum": 0, "maximum": 32000, "default": 0, "command": "PowerDelta",
+                            "description": "Report at once when power changes by this much (101-32000: W + 100; 1-100: %)"},
+        },
+    },
 }
 
 
@@ -105,6 +131,18 @@ def _shelly_component_map(component: str, channels: dict) -> dict:
         ],
         "channels": {key: dict(spec, path=prefix + spec["path"]) for key, spec in channels.items()},
         "status": dict(_SHELLY_STATUS),
+        # Shelly Gen2 RPC over MQTT: requests on `<prefix>/rpc`, answers on `<src>/rpc`.
+        "configuration": {
+            "protocol": "shelly_rpc",
+            "parameters": {
+                "device_name": {"type": "string", "rpc": {"method": "Sys.SetConfig", "config_key": "device.name"}},
+                **({"initial_state": {
+                    "type": "string", "choices": ["off", "on", "restore_last", "match_input"], "default": "restore_last",
+                    "rpc": {"method": "Switch.SetConfig", "params": {"id": 0}, "config_key": "initial_state"},
+                    "description": "Relay after power returns",
+                }} if component.startswith("switch:") else {}),
+            },
+        },
     }
 
 

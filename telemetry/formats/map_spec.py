@@ -21,7 +21,7 @@ SAMPLES = ("instant", "interval_average", "interval_average_start")
 # Maps stored before formats existed have no "format": they are native IotWatt maps.
 DEFAULT_FORMAT = "iotwatt_native"
 
-_MAP_KEYS = {"description", "format", "topic", "topics", "timestamp", "channels", "channels_path", "quantities", "status"}
+_MAP_KEYS = {"description", "format", "topic", "topics", "timestamp", "channels", "channels_path", "quantities", "status", "configuration"}
 _STATUS_KEYS = {"topic", "online", "offline", "description"}
 _TOPIC_KEYS = {"pattern", "format", "root", "wrap", "timestamp", "channel"}
 _QUANTITY_KEYS = {"metric", "unit", "scale", "sign", "sample", "rollover", "description"}

@@ -1,0 +1,231 @@
+"""What a device answers about its configuration, applied to the desired/reported state.
+
+Rules (docs/device-parameters.md):
+- An answer only ever writes reported values and the answered change set's results; it never
+  changes what is desired.
+- A change set that was superseded, or a report of a version older than the newest one applied,
+  changes nothing but the audit: a late answer cannot roll a newer state back.
+- A parameter with nothing on its way whose reported value differs from the desired one has
+  drifted: its state says so and an alert event is raised once, when the drift starts.
+"""
+
+import json
+import logging
+from datetime import datetime
+
+from django.db import transaction
+
+from assets.models import Device
+from notifications.models import AlertEvent, raise_alert
+
+from .definitions import Configuration, values_equal
+from .models import ChangeSet, DeviceConfiguration, DeviceParameter, ParameterEvent
+from .protocols import DeviceAnswer
+
+log = logging.getLogger(__name__)
+
+SETTLED = (DeviceParameter.State.IN_SYNC, DeviceParameter.State.APPLIED, DeviceParameter.State.DRIFTED)
+# Change sets whose answer still counts: open ones, and one that timed out but the device did take after all.
+ANSWERABLE = (*ChangeSet.OPEN, ChangeSet.State.TIMED_OUT)
+
+
+def apply_answer(device: Device, configuration: Configuration, answer: DeviceAnswer, raw: str, received_at: datetime) -> str:
+    """Apply one message; returns what it was (for logs and tests)."""
+    with transaction.atomic():
+        DeviceConfiguration.objects.get_or_create(device=device)
+        state = DeviceConfiguration.objects.select_for_update().get(device=device)
+        rows = {row.key: row for row in DeviceParameter.objects.select_for_update().filter(device=device)}
+        applier = _Applier(device, configuration, state, rows, raw[:4000], received_at)
+        outcome = applier.apply(answer)
+        applier.settle()
+        return outcome
+
+
+class _Applier:
+    def __init__(self, device, configuration, state, rows, raw, received_at):
+        self.device, self.configuration, self.state, self.rows = device, configuration, state, rows
+        self.raw, self.received_at = raw, received_at
+        self.touched: set[str] = set()
+
+    def apply(self, answer: DeviceAnswer) -> str:
+        if answer.unmatched_refusal is not None:
+            return self._unmatched_refusal(answer.unmatched_refusal)
+        if answer.version is None:
+            return self._versionless(answer.values)
+        older_than_reported = answer.version < self.state.reported_version
+        if answer.values and not older_than_reported:
+            self._report(answer.values, answer.version)
+        if answer.is_report:
+            if older_than_reported:
+                self._event(ParameterEvent.Kind.LATE_ANSWER, note=f"report of version {answer.version} ignored: version {self.state.reported_version} was reported since")
+                return "old_report"
+            return "report"
+        change_set = ChangeSet.objects.select_for_update().filter(device=self.device, version=answer.version).first()
+        if change_set is None:
+            self._event(ParameterEvent.Kind.LATE_ANSWER, note=f"answer for version {answer.version}, which this device never had")
+            return "unknown_version"
+        if change_set.state not in ANSWERABLE:
+            if change_set.state == ChangeSet.State.SUPERSEDED:
+                self._event(ParameterEvent.Kind.LATE_ANSWER, change_set=change_set, note=f"answer for version {change_set.version}, superseded by a newer one: nothing changed")
+                return "late_answer"
+            return "repeated_answer"  # QoS 1 may deliver the same answer twice
+        if answer.stale_at is not None:
+            reason = f"the device already has a newer configuration version {answer.stale_at}"
+            self._results(change_set, {}, {key: reason for key in change_set.values})
+            return "stale"
+        applied = list(change_set.values) if answer.applies_all else answer.applied
+        values = {key: change_set.values[key] for key in applied if key in change_set.values}
+        if self.configuration.protocol != "iotwatt" and values:
+            self._report(values, None)  # an RPC result says "done" without the values: they are the ones sent
+        self._results(change_set, applied, answer.rejected)
+        return "answer"
+
+    def _versionless(self, values: dict) -> str:
+        """Tasmota: a RESULT answers the parameter's open change set when it shows the value sent; the value of
+        an older, superseded command is that command's late answer; any other value is what the device kept."""
+        applied, rejected, late = [], {}, []
+        change_sets = {}
+        for key, value in values.items():
+            row = self.rows.get(key)
+            change_set = row.change_set if row is not None and row.change_set_id and row.state in (*DeviceParameter.IN_FLIGHT, DeviceParameter.State.TIMED_OUT) else None
+            if change_set is not None:
+                change_set = ChangeSet.objects.select_for_update().get(pk=change_set.pk)
+            if change_set is None or key not in change_set.values or key in _answered(change_set):
+                continue
+            asked = change_set.values[key]
+            if values_equal(asked, value):
+                applied.append(key)
+                change_sets[key] = change_set
+            elif self._superseded_value(key, value, change_set):
+                late.append(key)
+            else:
+                rejected[key] = f"the device kept {value!r} (asked {asked!r})"
+                change_sets[key] = change_set
+        self._report({key: value for key, value in values.items() if key not in late}, None)
+        for key in late:
+            self._event(ParameterEvent.Kind.LATE_ANSWER, key=key, new_value=values[key], note="answer to an older command")
+        for change_set in {cs.pk: cs for cs in change_sets.values()}.values():
+            self._results(
+                change_set,
+                [key for key in applied if change_sets[key].pk == change_set.pk],
+                {key: reason for key, reason in rejected.items() if change_sets[key].pk == change_set.pk},
+            )
+        return "answer" if change_sets else ("late_answer" if late else "report")
+
+    def _superseded_value(self, key, value, current: ChangeSet) -> bool:
+        older = ChangeSet.objects.filter(device=self.device, state=ChangeSet.State.SUPERSEDED, version__lt=current.version).order_by("-version")[:5]
+        return any(key in cs.values and values_equal(cs.values[key], value) for cs in older)
+
+    def _unmatched_refusal(self, reason: str) -> str:
+        """A refusal that does not name its command: the first command of the open change set not answered
+        yet, as the device handles its commands in the order they came (key order, control/protocols.py)."""
+        change_set = ChangeSet.objects.select_for_update().filter(device=self.device, state__in=ChangeSet.OPEN).order_by("-version").first()
+        if change_set is None:
+            self._event(ParameterEvent.Kind.UNREADABLE, note=f"{reason}, with no change on its way")
+            return "unmatched"
+        answered = _answered(change_set)
+        key = next((key for key in sorted(change_set.values) if key not in answered), None)
+        if key is None:
+            return "unmatched"
+        self._results(change_set, [], {key: reason})
+        return "answer"
+
+    def _report(self, values: dict, version: int | None) -> None:
+        for key, value in values.items():
+            if key not in self.configuration.parameters:
+                continue  # keys the model does not define are not kept: a device cannot grow the table
+            row = self.rows.get(key)
+            if row is None:
+                row = self.rows[key] = DeviceParameter(device=self.device, key=key, state=DeviceParameter.State.IN_SYNC)
+            if row.reported is not None and values_equal(row.reported, value) and row.pk:
+                continue
+            self._event(ParameterEvent.Kind.REPORTED, key=key, old_value=row.reported, new_value=value)
+            row.reported, row.reported_at = value, self.received_at
+            row.save()
+            self.touched.add(key)
+        if version is not None:
+            self.state.reported_version, self.state.reported_at = version, self.received_at
+            self.state.save(update_fields=["reported_version", "reported_at"])
+
+    def _results(self, change_set: ChangeSet, applied, rejected: dict) -> None:
+        from .bulk import finish_if_done
+
+        answer = {"applied": list(change_set.answer.get("applied", [])), "rejected": dict(change_set.answer.get("rejected", {}))}
+        for key in applied:
+            if key in change_set.values and key not in answer["applied"]:
+                answer["applied"].append(key)
+                self._parameter_result(change_set, key, DeviceParameter.State.APPLIED, "")
+        for key, reason in rejected.items():
+            if key in change_set.values and key not in answer["rejected"]:
+                answer["rejected"][key] = reason
+                self._parameter_result(change_set, key, DeviceParameter.State.REJECTED, reason)
+        change_set.answer = answer
+        fields = ["answer"]
+        if len(answer["applied"]) + len(answer["rejected"]) >= len(change_set.values):
+            change_set.state = (
+                ChangeSet.State.APPLIED if not answer["rejected"]
+                else ChangeSet.State.REJECTED if not answer["applied"] else ChangeSet.State.PARTIAL
+            )
+            change_set.answered_at = self.received_at
+            change_set.reason = "; ".join(answer["rejected"].values())
+            fields += ["state", "answered_at", "reason"]
+            if answer["rejected"]:
+                raise_alert(
+                    self.device, AlertEvent.Kind.PARAMETER_REJECTED,
+                    f"{self.device} refused {', '.join(f'{k} ({r})' for k, r in answer['rejected'].items())}",
+                    change_set=change_set.pk,
+                )
+        change_set.save(update_fields=fields)
+        if change_set.bulk_change_id and change_set.state not in ChangeSet.OPEN:
+            finish_if_done(change_set.bulk_change_id)
+
+    def _parameter_result(self, change_set: ChangeSet, key: str, result: str, reason: str) -> None:
+        kind = ParameterEvent.Kind.APPLIED if result == DeviceParameter.State.APPLIED else ParameterEvent.Kind.REJECTED
+        self._event(kind, key=key, change_set=change_set, new_value=change_set.values[key], note=reason)
+        row = self.rows.get(key)
+        if row is None or row.change_set_id != change_set.pk:
+            return  # a newer change set carries this parameter now: its state is that one's
+        row.state, row.reason = result, reason
+        row.save(update_fields=["state", "reason"])
+        self.touched.add(key)
+
+    def settle(self) -> None:
+        """Drift, or back in sync, for every parameter this message touched that has nothing on its way."""
+        for key in sorted(self.touched):
+            row = self.rows[key]
+            if row.state not in SETTLED or row.desired is None or row.reported is None:
+                continue
+            if values_equal(row.desired, row.reported):
+                if row.state == DeviceParameter.State.DRIFTED:
+                    row.state, row.reason = DeviceParameter.State.IN_SYNC, ""
+                    row.save(update_fields=["state", "reason"])
+                continue
+            already_drifted = row.state == DeviceParameter.State.DRIFTED
+            row.state, row.reason = DeviceParameter.State.DRIFTED, f"the device reports {row.reported!r}, {row.desired!r} is desired"
+            row.save(update_fields=["state", "reason"])
+            if already_drifted:
+                continue  # alerted when it started
+            self._event(ParameterEvent.Kind.DRIFT, key=key, old_value=row.desired, new_value=row.reported, note=row.reason)
+            raise_alert(self.device, AlertEvent.Kind.PARAMETER_DRIFT, f"{self.device}: {key} drifted: {row.reason}", key=key)
+
+    def _event(self, kind, key="", change_set=None, old_value=None, new_value=None, note=""):
+        ParameterEvent.objects.create(
+            device=self.device, key=key, kind=kind, change_set=change_set, old_value=old_value,
+            new_value=new_value, device_answer=self.raw, note=note[:2000],
+        )
+
+
+def _answered(change_set: ChangeSet) -> set[str]:
+    return set(change_set.answer.get("applied", [])) | set(change_set.answer.get("rejected", {}))
+
+
+def unreadable(device: Device, raw: str, reason: str) -> None:
+    ParameterEvent.objects.create(device=device, kind=ParameterEvent.Kind.UNREADABLE, device_answer=raw[:4000], note=reason)
+    log.warning("unreadable configuration answer from %s: %s", device, reason)
+
+
+def shown(payload: bytes) -> str:
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return json.dumps(payload.decode("latin-1"))

@@ -1,0 +1,130 @@
+"""One parameter change for many devices: choose them, preview what changes, make the change sets
+(in a Celery task, with progress), and follow the deliveries to the end."""
+
+from collections import Counter
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+
+from assets.models import Device
+
+from .changes import ChangeRefused, plan_changes, request_changes
+from .models import BulkChange, ChangeSet, DeviceParameter
+
+PROGRESS_EVERY = 25  # devices between progress writes while the change sets are made
+
+
+def select_devices(devices: QuerySet, device_model=None, site=None, tag: str | None = None, device_ids=None) -> QuerySet:
+    """`devices`: what the user may change; narrowed by every criterion given (all must hold)."""
+    if device_model is not None:
+        devices = devices.filter(device_model=device_model)
+    if site is not None:
+        devices = devices.filter(site=site)
+    if tag:
+        devices = devices.filter(tags__contains=[tag])
+    if device_ids is not None:
+        devices = devices.filter(pk__in=device_ids)
+    return devices.select_related("device_model", "site").order_by("identifier")
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    device: Device
+    changes: list  # PlannedChange
+    refused: dict[str, str]
+
+    @property
+    def sends(self) -> bool:
+        return any(change.needs_sending for change in self.changes)
+
+
+def preview(devices: QuerySet, values: dict) -> list[PreviewRow]:
+    devices = list(devices)
+    rows_by_device: dict[int, dict] = {}
+    for row in DeviceParameter.objects.filter(device__in=devices, key__in=list(values)):
+        rows_by_device.setdefault(row.device_id, {})[row.key] = row
+    result = []
+    for device in devices:
+        try:
+            result.append(PreviewRow(device, plan_changes(device, values, rows_by_device.get(device.pk, {})), {}))
+        except ChangeRefused as exc:
+            result.append(PreviewRow(device, [], exc.problems))
+    return result
+
+
+def preview_summary(rows: list[PreviewRow]) -> dict:
+    return {
+        "devices": len(rows),
+        "to_send": sum(1 for row in rows if row.sends),
+        "already_set": sum(1 for row in rows if not row.refused and not row.sends),
+        "refused": sum(1 for row in rows if row.refused),
+    }
+
+
+def start(organisation, devices: QuerySet, values: dict, selection: dict, actor=None) -> BulkChange:
+    """The bulk change, with its change sets made by a Celery task after commit."""
+    from .tasks import prepare_bulk_change
+
+    bulk = BulkChange.objects.create(
+        organisation=organisation, values=values, selection=selection,
+        device_ids=list(devices.values_list("pk", flat=True)), created_by=actor,
+    )
+    transaction.on_commit(lambda: prepare_bulk_change.delay(bulk.pk))
+    return bulk
+
+
+def prepare(bulk_id: int) -> int:
+    bulk = BulkChange.objects.get(pk=bulk_id)
+    if bulk.state != BulkChange.State.PREPARING:
+        return 0
+    done_ids = set(bulk.change_sets.values_list("device_id", flat=True))
+    skipped = dict(bulk.skipped)
+    made = 0
+    devices = Device.objects.filter(pk__in=bulk.device_ids).select_related("device_model", "site").order_by("pk")
+    for index, device in enumerate(devices, start=1):
+        if device.pk not in done_ids and device.identifier not in skipped:
+            try:
+                if request_changes(device, bulk.values, actor=bulk.created_by, bulk_change=bulk) is None:
+                    skipped[device.identifier] = "already set: nothing to send"
+                else:
+                    made += 1
+            except ChangeRefused as exc:
+                skipped[device.identifier] = "; ".join(exc.problems.values())
+        if index % PROGRESS_EVERY == 0:
+            BulkChange.objects.filter(pk=bulk.pk).update(prepared=index, skipped=skipped)
+    missing = len(bulk.device_ids) - devices.count()
+    if missing:
+        skipped["(deleted)"] = f"{missing} devices were deleted before their change set was made"
+    BulkChange.objects.filter(pk=bulk.pk).update(prepared=len(bulk.device_ids), skipped=skipped, state=BulkChange.State.DELIVERING)
+    finish_if_done(bulk.pk)
+    return made
+
+
+def finish_if_done(bulk_id: int) -> None:
+    open_sets = ChangeSet.objects.filter(bulk_change_id=bulk_id, state__in=ChangeSet.OPEN).exists()
+    if not open_sets:
+        BulkChange.objects.filter(pk=bulk_id, state=BulkChange.State.DELIVERING).update(state=BulkChange.State.DONE, finished_at=timezone.now())
+
+
+def progress(bulk: BulkChange) -> dict:
+    by_state = Counter(dict(bulk.change_sets.values_list("state").annotate(n=Count("pk")).values_list("state", "n")))
+    answered = sum(by_state[state] for state in (ChangeSet.State.APPLIED, ChangeSet.State.PARTIAL, ChangeSet.State.REJECTED))
+    finished = sum(n for state, n in by_state.items() if state not in ChangeSet.OPEN)
+    messages = sum(bulk.change_sets.values_list("messages_sent", flat=True))
+    total = len(bulk.device_ids)
+    finished_s = (bulk.finished_at - bulk.created_at).total_seconds() if bulk.finished_at else None
+    return {
+        "id": bulk.pk,
+        "state": bulk.state,
+        "devices": total,
+        "prepared": bulk.prepared,
+        "skipped": len(bulk.skipped),
+        "change_sets": sum(by_state.values()),
+        "by_state": {state: by_state.get(state, 0) for state in ChangeSet.State.values},
+        "answered": answered,
+        "messages_sent": messages,
+        "percent_done": round(100.0 * min(total, finished + len(bulk.skipped)) / total, 1) if total else 100.0,
+        "seconds": finished_s,
+    }

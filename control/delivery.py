@@ -1,0 +1,128 @@
+"""Delivering change sets: publish, wait for the answer, send again with growing pauses, give up.
+
+A send is one step of a delivery round: `deliver(change_set, round, attempt)` does something only
+if the change set is still open and still at that round and attempt, so a repeated or outdated
+Celery task (a redelivered message, a retry scheduled before the device came back) does nothing.
+A device known to be offline is not sent anything: the change set waits, and a new round starts
+when the device's status says it is back (control/agent.py).
+"""
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from notifications.models import AlertEvent, raise_alert
+
+from .definitions import configuration_of
+from .models import ChangeSet, DeviceParameter, ParameterEvent
+from .protocols import change_set_messages
+from .publisher import PublishError, publisher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a delivery step did, and when the next one is due (None: no next step)."""
+
+    outcome: str
+    next_attempt: int | None = None
+    delay_s: float | None = None
+
+
+def retry_delay(attempts_made: int) -> float:
+    """Pause after the n-th send: base, 2x base, 4x base, ... up to the cap."""
+    return min(settings.CONTROL_RETRY_BASE_S * 2 ** (attempts_made - 1), settings.CONTROL_RETRY_MAX_S)
+
+
+def deliver(change_set_id: int, delivery_round: int, attempt: int, publish=None) -> Step:
+    publish = publish or publisher().publish
+    with transaction.atomic():
+        change_set = ChangeSet.objects.select_for_update().select_related("device__device_model", "device__site").filter(pk=change_set_id).first()
+        if change_set is None or not change_set.is_open:
+            return Step("closed")
+        if change_set.delivery_round != delivery_round or change_set.attempts != attempt:
+            return Step("outdated")
+        device = change_set.device
+        if device.online is False:
+            _wait_for_device(change_set)
+            return Step("waiting")
+        if attempt >= settings.CONTROL_MAX_ATTEMPTS:
+            _time_out(change_set)
+            return Step("timed_out")
+        answered = set(change_set.answer.get("applied", [])) | set(change_set.answer.get("rejected", {}))
+        unanswered = {key: value for key, value in change_set.values.items() if key not in answered}
+        messages = change_set_messages(configuration_of(device.device_model.parameter_map), device.identifier, change_set.version, unanswered)
+        try:
+            for message in messages:
+                publish(message.topic, message.payload)
+        except PublishError as exc:
+            log.warning("change set %s of %s not sent (%s); trying again", change_set.version, device, exc)
+            # Not counted as an attempt: the device had no chance to answer.
+            return Step("broker_unavailable", next_attempt=attempt, delay_s=retry_delay(1))
+        change_set.attempts += 1
+        change_set.messages_sent += len(messages)
+        change_set.state, change_set.last_sent_at, change_set.reason = ChangeSet.State.SENT, timezone.now(), ""
+        change_set.save(update_fields=["attempts", "messages_sent", "state", "last_sent_at", "reason"])
+        DeviceParameter.objects.filter(change_set=change_set, state=DeviceParameter.State.PENDING).update(
+            state=DeviceParameter.State.SENT, reason=""
+        )
+        ParameterEvent.objects.create(
+            device=device, kind=ParameterEvent.Kind.SENT, change_set=change_set, new_value=unanswered,
+            note=f"send {change_set.attempts} of at most {settings.CONTROL_MAX_ATTEMPTS}: {', '.join(m.topic for m in messages)}",
+        )
+        return Step("sent", next_attempt=change_set.attempts, delay_s=retry_delay(change_set.attempts))
+
+
+def _wait_for_device(change_set: ChangeSet) -> None:
+    device = change_set.device
+    since = f" since {device.status_changed_at:%Y-%m-%d %H:%M:%S} UTC" if device.status_changed_at else ""
+    reason = f"waiting: the device is offline{since}; it gets this when it comes back"
+    if change_set.state == ChangeSet.State.PENDING and change_set.reason == reason:
+        return
+    change_set.state, change_set.reason = ChangeSet.State.PENDING, reason
+    change_set.save(update_fields=["state", "reason"])
+    DeviceParameter.objects.filter(change_set=change_set, state__in=DeviceParameter.IN_FLIGHT).update(
+        state=DeviceParameter.State.PENDING, reason=reason
+    )
+    ParameterEvent.objects.create(device=device, kind=ParameterEvent.Kind.WAITING, change_set=change_set, note=reason)
+
+
+def _time_out(change_set: ChangeSet) -> None:
+    from .bulk import finish_if_done
+
+    device = change_set.device
+    reason = f"no answer after {change_set.attempts} sends"
+    change_set.state, change_set.reason = ChangeSet.State.TIMED_OUT, reason
+    change_set.save(update_fields=["state", "reason"])
+    keys = list(
+        DeviceParameter.objects.filter(change_set=change_set, state__in=DeviceParameter.IN_FLIGHT).values_list("key", flat=True)
+    )
+    DeviceParameter.objects.filter(change_set=change_set, key__in=keys).update(state=DeviceParameter.State.TIMED_OUT, reason=reason)
+    ParameterEvent.objects.create(device=device, kind=ParameterEvent.Kind.TIMED_OUT, change_set=change_set, note=reason)
+    raise_alert(
+        device, AlertEvent.Kind.PARAMETER_TIMED_OUT,
+        f"{device}: parameter change version {change_set.version} ({', '.join(keys)}) timed out: {reason}",
+        change_set=change_set.pk,
+    )
+    if change_set.bulk_change_id:
+        finish_if_done(change_set.bulk_change_id)
+
+
+def restart_delivery(device_id: int) -> list[tuple[int, int]]:
+    """The device is back: its newest change set, if still open or timed out, starts a new round now.
+    Returns (change set id, round) to deliver."""
+    with transaction.atomic():
+        newest = ChangeSet.objects.select_for_update().filter(device_id=device_id).order_by("-version").first()
+        if newest is None or newest.state not in (*ChangeSet.OPEN, ChangeSet.State.TIMED_OUT):
+            return []
+        if newest.state == ChangeSet.State.TIMED_OUT:
+            DeviceParameter.objects.filter(change_set=newest, state=DeviceParameter.State.TIMED_OUT).update(
+                state=DeviceParameter.State.PENDING, reason=""
+            )
+        newest.state, newest.delivery_round, newest.attempts = ChangeSet.State.PENDING, newest.delivery_round + 1, 0
+        newest.save(update_fields=["state", "delivery_round", "attempts"])
+        return [(newest.pk, newest.delivery_round)]

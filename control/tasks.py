@@ -1,0 +1,33 @@
+"""Celery tasks of device parameters, on the CONTROL_QUEUE (settings.CELERY_TASK_ROUTES)."""
+
+from celery import shared_task
+
+
+@shared_task(name="control.tasks.deliver_change_set")
+def deliver_change_set(change_set_id: int, delivery_round: int, attempt: int) -> str:
+    """One send of a change set; schedules the next (the retry, or the timeout) itself."""
+    from .delivery import deliver
+
+    step = deliver(change_set_id, delivery_round, attempt)
+    if step.next_attempt is not None:
+        deliver_change_set.apply_async((change_set_id, delivery_round, step.next_attempt), countdown=step.delay_s)
+    return step.outcome
+
+
+@shared_task(name="control.tasks.deliver_pending")
+def deliver_pending(device_id: int) -> int:
+    """The device came online: what is pending for it goes out now."""
+    from .delivery import restart_delivery
+
+    started = restart_delivery(device_id)
+    for change_set_id, delivery_round in started:
+        deliver_change_set.delay(change_set_id, delivery_round, 0)
+    return len(started)
+
+
+@shared_task(name="control.tasks.prepare_bulk_change")
+def prepare_bulk_change(bulk_change_id: int) -> int:
+    """Change sets for every device of a bulk change, with progress on the bulk change's row."""
+    from .bulk import prepare
+
+    return prepare(bulk_change_id)

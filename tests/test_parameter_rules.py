@@ -1,0 +1,306 @@
+"""The rules of device parameters, on the database without MQTT: definitions, change sets, supersession,
+what answers and reports of each protocol do. Delivery through Mosquitto: test_parameter_delivery.py."""
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from control.answers import apply_answer
+from control.changes import ChangeRefused, request_changes
+from control.definitions import DefinitionError, configuration_of, parse_configuration, values_equal
+from control.models import ChangeSet, DeviceParameter, ParameterEvent
+from control.protocols import AnswerError, change_set_messages, read_answer
+from notifications.models import AlertEvent
+from telemetry.decoders import ParameterMapError, validate_parameter_map
+from telemetry.parameter_maps import IOTWATT_NATIVE, SHELLY_GEN2_SWITCH, TASMOTA_SENSOR
+
+from .parameter_world import make_device
+
+NATIVE = configuration_of(IOTWATT_NATIVE)
+TASMOTA = configuration_of(TASMOTA_SENSOR)
+SHELLY = configuration_of(SHELLY_GEN2_SWITCH)
+AT = datetime(2026, 12, 4, 12, 0, tzinfo=timezone.utc)
+
+
+# --- definitions -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("values, message", [
+    ({"reporting_interval_s": 0}, "reporting_interval_s: 0 is below the minimum 1 s"),
+    ({"reporting_interval_s": 3601}, "reporting_interval_s: 3601 is above the maximum 3600 s"),
+    ({"reporting_interval_s": 2.5}, "reporting_interval_s: 2.5 is not a whole number"),
+    ({"reporting_interval_s": "60"}, "reporting_interval_s: '60' is not a whole number"),
+    ({"reporting_interval_s": True}, "reporting_interval_s: True is not a whole number"),
+    ({"ct_ratio": 150}, "ct_ratio: 150 is not one of 50, 100, 200, 400, 600"),
+    ({"relay_default": "maybe"}, "relay_default: 'maybe' is not one of 'on', 'off', 'last'"),
+    ({"max_power_w": -1}, "max_power_w: -1 is below the minimum 0 W"),
+    ({"max_power_w": float("nan")}, "max_power_w: nan is not a number"),
+    ({"firmware": "2.0"}, "firmware is read-only: the device reports it, it cannot be set"),
+    ({"colour": "red"}, "colour is not a parameter of this device model"),
+])
+def test_a_bad_value_is_refused_naming_the_parameter_and_the_rule(values, message):
+    accepted, refused = NATIVE.check(values)
+    assert accepted == {} and list(refused.values()) == [message]
+
+
+def test_good_values_are_taken_as_the_device_gets_them():
+    accepted, refused = NATIVE.check({"reporting_interval_s": 30.0, "ct_ratio": 200, "max_power_w": 1500.5, "relay_default": "off"})
+    assert refused == {}
+    assert accepted == {"reporting_interval_s": 30, "ct_ratio": 200, "max_power_w": 1500.5, "relay_default": "off"}
+    assert type(accepted["reporting_interval_s"]) is int
+
+
+@pytest.mark.parametrize("section, problem", [
+    ({"protocol": "snmp"}, "configuration.protocol"),
+    ({"protocol": "iotwatt", "parameters": {"x": {"type": "float"}}}, "x\".type must be one of"),
+    ({"protocol": "iotwatt", "parameters": {"x": {"type": "integer", "minimum": 5, "maximum": 1}}}, "minimum is above the maximum"),
+    ({"protocol": "iotwatt", "parameters": {"x": {"type": "integer", "choices": [1, "two"]}}}, "'two' is not of type integer"),
+    ({"protocol": "iotwatt", "parameters": {"x": {"type": "integer", "maximum": 10, "default": 11}}}, "default: x: 11 is above the maximum 10"),
+    ({"protocol": "iotwatt", "parameters": {"x": {"type": "string", "minimum": 1}}}, "applies to numbers only"),
+    ({"protocol": "iotwatt", "parameters": {"x": {"type": "integer", "colour": 1}}}, "unknown keys: colour"),
+    ({"protocol": "tasmota", "parameters": {"x": {"type": "integer"}}}, "names its command"),
+    ({"protocol": "tasmota", "parameters": {"x": {"type": "integer", "command": "Tele Period"}}}, "Tasmota command name"),
+    ({"protocol": "shelly_rpc", "parameters": {"x": {"type": "integer"}}}, "names its RPC"),
+    ({"protocol": "shelly_rpc", "parameters": {"x": {"type": "integer", "rpc": {"method": "SetConfig", "config_key": "a"}}}}, "Shelly method name"),
+])
+def test_a_wrong_definition_is_refused_with_its_place(section, problem):
+    with pytest.raises(DefinitionError, match=problem.replace("(", r"\(").replace(".", r"\.")):
+        parse_configuration(section)
+    with pytest.raises(ParameterMapError):
+        validate_parameter_map({**IOTWATT_NATIVE, "configuration": section})
+
+
+def test_equal_as_a_device_means_it():
+    assert values_equal(200, 200.0) and not values_equal(True, 1) and not values_equal("1", 1) and values_equal(False, False)
+
+
+# --- messages ------------------------------------------------------------------------------------------
+
+def test_each_protocol_carries_a_change_set_in_its_own_messages():
+    native = change_set_messages(NATIVE, "m1", 7, {"ct_ratio": 200, "relay_default": "off"})
+    assert [(m.topic, json.loads(m.payload)) for m in native] == [
+        ("iotwatt/m1/config/set", {"version": 7, "parameters": {"ct_ratio": 200, "relay_default": "off"}})
+    ]
+    tasmota = change_set_messages(TASMOTA, "plug-1", 3, {"tele_period_s": 60, "power_on_state": 0})
+    assert [(m.topic, m.payload) for m in tasmota] == [("cmnd/plug-1/PowerOnState", "0"), ("cmnd/plug-1/TelePeriod", "60")]
+    shelly = change_set_messages(SHELLY, "shellyplus1pm-a1", 4, {"device_name": "Boiler", "initial_state": "off"})
+    assert [(m.topic, json.loads(m.payload)) for m in shelly] == [
+        ("shellyplus1pm-a1/rpc", {"id": "iotwatt:4:device_name", "src": "iotwatt-config/shellyplus1pm-a1", "method": "Sys.SetConfig",
+                                  "params": {"config": {"device": {"name": "Boiler"}}}}),
+        ("shellyplus1pm-a1/rpc", {"id": "iotwatt:4:initial_state", "src": "iotwatt-config/shellyplus1pm-a1", "method": "Switch.SetConfig",
+                                  "params": {"id": 0, "config": {"initial_state": "off"}}}),
+    ]
+
+
+@pytest.mark.parametrize("protocol, configuration, payload, problem", [
+    ("iotwatt", NATIVE, "not json", "not JSON"),
+    ("iotwatt", NATIVE, "[1]", "not a JSON object"),
+    ("iotwatt", NATIVE, '{"version": -1}', "version -1"),
+    ("iotwatt", NATIVE, '{"version": 2, "status": "maybe"}', "status 'maybe'"),
+    ("iotwatt", NATIVE, '{"version": 2, "status": "applied", "applied": "ct_ratio"}', '"applied" is not a list'),
+    ("shelly_rpc", SHELLY, '{"id": 5, "result": {}}', "not one of our requests"),
+    ("shelly_rpc", SHELLY, '{"id": "iotwatt:5:x"}', "neither result nor error"),
+])
+def test_an_unreadable_answer_says_why(protocol, configuration, payload, problem):
+    with pytest.raises(AnswerError, match=problem):
+        read_answer(protocol, payload, configuration)
+
+
+# --- change sets -----------------------------------------------------------------------------------------
+
+def state_of(device) -> dict:
+    return {
+        row.key: (row.desired, row.reported, row.state, row.reason)
+        for row in DeviceParameter.objects.filter(device=device)
+    }
+
+
+def answer(device, payload: dict | str, configuration=NATIVE, protocol="iotwatt") -> str:
+    raw = payload if isinstance(payload, str) else json.dumps(payload)
+    return apply_answer(device, configuration, read_answer(protocol, raw, configuration), raw, AT)
+
+
+@pytest.mark.django_db
+def test_a_change_makes_a_versioned_change_set_and_an_audit_of_who_changed_what(django_user_model):
+    operator = django_user_model.objects.create(username="ops")
+    device = make_device("m1")
+    change_set = request_changes(device, {"ct_ratio": 200}, actor=operator)
+    assert (change_set.version, change_set.values, change_set.state) == (1, {"ct_ratio": 200}, "pending")
+    assert state_of(device) == {"ct_ratio": (200, None, "pending", "")}
+    event = ParameterEvent.objects.get(device=device, kind="requested")
+    assert (event.actor, event.key, event.old_value, event.new_value) == (operator, "ct_ratio", None, 200)
+
+
+@pytest.mark.django_db
+def test_a_refused_value_changes_nothing():
+    device = make_device("m1")
+    with pytest.raises(ChangeRefused) as refused:
+        request_changes(device, {"ct_ratio": 200, "reporting_interval_s": 0})
+    assert refused.value.problems == {"reporting_interval_s": "reporting_interval_s: 0 is below the minimum 1 s"}
+    assert not ChangeSet.objects.exists() and not DeviceParameter.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_model_without_configuration_refuses_changes():
+    from assets.models import DeviceModel
+    from telemetry.parameter_maps import EMONHUB
+
+    device = make_device("m1")
+    device.device_model = DeviceModel.objects.create(key="emon", name="emon", parameter_map=EMONHUB)
+    with pytest.raises(ChangeRefused, match="declares no parameters"):
+        request_changes(device, {"ct_ratio": 200})
+
+
+@pytest.mark.django_db
+def test_a_newer_change_set_supersedes_the_open_one_and_carries_what_it_had():
+    device = make_device("m1")
+    first = request_changes(device, {"ct_ratio": 200})
+    second = request_changes(device, {"reporting_interval_s": 30})
+    first.refresh_from_db()
+    assert (first.state, first.superseded_by) == ("superseded", second)
+    assert (second.version, second.values) == (2, {"ct_ratio": 200, "reporting_interval_s": 30})
+    third = request_changes(device, {"ct_ratio": 400})
+    assert third.values == {"ct_ratio": 400, "reporting_interval_s": 30}
+    assert state_of(device)["ct_ratio"][:3] == (400, None, "pending")
+
+
+@pytest.mark.django_db
+def test_asking_for_what_the_device_already_has_sends_nothing():
+    device = make_device("m1")
+    answer(device, {"version": 0, "parameters": {"ct_ratio": 100, "reporting_interval_s": 60}})
+    assert request_changes(device, {"ct_ratio": 100}) is None
+    assert state_of(device)["ct_ratio"] == (100, 100, "in_sync", "")
+    assert not ChangeSet.objects.exists()
+
+
+# --- native answers ----------------------------------------------------------------------------------------
+
+@pytest.mark.django_db
+def test_an_applied_answer_applies_and_records_the_devices_words():
+    device = make_device("m1")
+    request_changes(device, {"ct_ratio": 200, "relay_default": "off"})
+    reply = {"version": 1, "status": "applied", "applied": ["ct_ratio", "relay_default"], "rejected": {},
+             "parameters": {"ct_ratio": 200, "relay_default": "off", "reporting_interval_s": 60, "firmware": "1.4.2", "secret": 1}}
+    assert answer(device, reply) == "answer"
+    assert state_of(device) == {
+        "ct_ratio": (200, 200, "applied", ""), "relay_default": ("off", "off", "applied", ""),
+        "reporting_interval_s": (None, 60, "in_sync", ""), "firmware": (None, "1.4.2", "in_sync", ""),
+    }
+    assert ChangeSet.objects.get().state == "applied"
+    applied = ParameterEvent.objects.get(kind="applied", key="ct_ratio")
+    assert json.loads(applied.device_answer) == reply
+
+
+@pytest.mark.django_db
+def test_a_rejection_shows_the_devices_reason_and_raises_an_alert():
+    device = make_device("m1")
+    request_changes(device, {"ct_ratio": 400, "reporting_interval_s": 30})
+    answer(device, {"version": 1, "status": "partial", "applied": ["reporting_interval_s"],
+                    "rejected": {"ct_ratio": "CT input saturates above 200 A"}, "parameters": {"ct_ratio": 100, "reporting_interval_s": 30}})
+    assert state_of(device) == {
+        "ct_ratio": (400, 100, "rejected", "CT input saturates above 200 A"),
+        "reporting_interval_s": (30, 30, "applied", ""),
+    }
+    change_set = ChangeSet.objects.get()
+    assert (change_set.state, change_set.reason) == ("partial", "CT input saturates above 200 A")
+    assert AlertEvent.objects.get().kind == "parameter_rejected"
+
+
+@pytest.mark.django_db
+def test_a_late_answer_for_an_old_version_changes_nothing():
+    device = make_device("m1")
+    request_changes(device, {"ct_ratio": 200})
+    request_changes(device, {"ct_ratio": 400})
+    answer(device, {"version": 2, "status": "applied", "applied": ["ct_ratio"], "parameters": {"ct_ratio": 400}})
+    before = state_of(device)
+    assert before == {"ct_ratio": (400, 400, "applied", "")}
+    assert answer(device, {"version": 1, "status": "applied", "applied": ["ct_ratio"], "parameters": {"ct_ratio": 200}}) == "late_answer"
+    assert state_of(device) == before
+    assert ChangeSet.objects.get(version=1).state == "superseded"
+    assert ParameterEvent.objects.filter(kind="late_answer").count() == 1
+
+
+@pytest.mark.django_db
+def test_an_old_answer_arriving_first_does_not_settle_the_newer_change():
+    device = make_device("m1")
+    request_changes(device, {"ct_ratio": 200})
+    request_changes(device, {"ct_ratio": 400})
+    answer(device, {"version": 1, "status": "applied", "applied": ["ct_ratio"], "parameters": {"ct_ratio": 200}})
+    assert state_of(device)["ct_ratio"] == (400, 200, "pending", "")  # the device had 200 then; 400 is still on its way
+    answer(device, {"version": 2, "status": "applied", "applied": ["ct_ratio"], "parameters": {"ct_ratio": 400}})
+    assert state_of(device)["ct_ratio"] == (400, 400, "applied", "")
+
+
+@pytest.mark.django_db
+def test_a_stale_answer_rejects_the_change_set_with_the_devices_version():
+    device = make_device("m1")
+    request_changes(device, {"ct_ratio": 200})
+    answer(device, {"version": 1, "status": "stale", "current_version": 9})
+    assert state_of(device)["ct_ratio"][2:] == ("rejected", "the device already has a newer configuration version 9")
+
+
+@pytest.mark.django_db
+def test_drift_is_visible_and_alerted_once_until_it_ends():
+    device = make_device("m1")
+    request_changes(device, {"ct_ratio": 200})
+    answer(device, {"version": 1, "status": "applied", "applied": ["ct_ratio"], "parameters": {"ct_ratio": 200}})
+    answer(device, {"version": 1, "parameters": {"ct_ratio": 50}})  # someone changed it on the device
+    answer(device, {"version": 1, "parameters": {"ct_ratio": 600}})
+    assert state_of(device)["ct_ratio"] == (200, 600, "drifted", "the device reports 600, 200 is desired")
+    assert AlertEvent.objects.filter(kind="parameter_drift").count() == 1
+    answer(device, {"version": 1, "parameters": {"ct_ratio": 200}})
+    assert state_of(device)["ct_ratio"] == (200, 200, "in_sync", "")
+    answer(device, {"version": 1, "parameters": {"ct_ratio": 50}})
+    assert AlertEvent.objects.filter(kind="parameter_drift").count() == 2
+
+
+@pytest.mark.django_db
+def test_an_older_report_is_ignored():
+    device = make_device("m1")
+    request_changes(device, {"ct_ratio": 200})
+    answer(device, {"version": 1, "status": "applied", "applied": ["ct_ratio"], "parameters": {"ct_ratio": 200}})
+    assert answer(device, {"version": 0, "parameters": {"ct_ratio": 100}}) == "old_report"
+    assert state_of(device)["ct_ratio"] == (200, 200, "applied", "")
+
+
+# --- Tasmota and Shelly answers ---------------------------------------------------------------------------
+
+@pytest.mark.django_db
+def test_tasmota_results_apply_show_clamping_and_match_an_unnamed_refusal():
+    device = make_device("plug-1", protocol="tasmota")
+    request_changes(device, {"tele_period_s": 60, "power_on_state": 1, "power_delta": 105})
+    tasmota = {"configuration": TASMOTA, "protocol": "tasmota"}
+    answer(device, '{"PowerDelta":110}', **tasmota)
+    answer(device, '{"Command":"Unknown"}', **tasmota)  # the next command in key order: PowerOnState
+    answer(device, '{"TelePeriod":60}', **tasmota)
+    assert state_of(device) == {
+        "tele_period_s": (60, 60, "applied", ""),
+        "power_on_state": (1, None, "rejected", "Tasmota answered Command: Unknown"),
+        "power_delta": (105, 110, "rejected", "the device kept 110 (asked 105)"),
+    }
+    assert ChangeSet.objects.get().state == "partial"
+
+
+@pytest.mark.django_db
+def test_a_tasmota_result_of_a_superseded_command_is_its_late_answer():
+    device = make_device("plug-1", protocol="tasmota")
+    request_changes(device, {"tele_period_s": 60})
+    request_changes(device, {"tele_period_s": 120})
+    assert answer(device, '{"TelePeriod":60}', configuration=TASMOTA, protocol="tasmota") == "late_answer"
+    assert state_of(device)["tele_period_s"] == (120, None, "pending", "")
+    answer(device, '{"TelePeriod":120}', configuration=TASMOTA, protocol="tasmota")
+    assert state_of(device)["tele_period_s"] == (120, 120, "applied", "")
+
+
+@pytest.mark.django_db
+def test_shelly_results_and_errors():
+    device = make_device("shellyplus1pm-a1", protocol="shelly_rpc")
+    request_changes(device, {"device_name": "Boiler", "initial_state": "on"})
+    shelly = {"configuration": SHELLY, "protocol": "shelly_rpc"}
+    answer(device, {"id": "iotwatt:1:device_name", "src": "shellyplus1pm-a1", "result": {"restart_required": False}}, **shelly)
+    answer(device, {"id": "iotwatt:1:initial_state", "src": "shellyplus1pm-a1",
+                    "error": {"code": -103, "message": "Invalid argument 'initial_state'!"}}, **shelly)
+    assert state_of(device) == {
+        "device_name": ("Boiler", "Boiler", "applied", ""),
+        "initial_state": ("on", None, "rejected", "Invalid argument 'initial_state'! (code -103)"),
+    }
