@@ -152,9 +152,9 @@ def _status(topic: str, payload: bytes, received_at: datetime, patterns: list[st
             activity.status(device.pk, online, received_at)
             activity.save()
             if online:
-                from .tasks import deliver_pending
+                from .tasks import deliver_pending, enqueue
 
-                transaction.on_commit(lambda pk=device.pk: deliver_pending.delay(pk))
+                transaction.on_commit(lambda pk=device.pk: enqueue(deliver_pending, pk))
         return "online" if online else "offline"
     return "unknown_device"
 

@@ -65,13 +65,13 @@ def preview_summary(rows: list[PreviewRow]) -> dict:
 
 def start(organisation, devices: QuerySet, values: dict, selection: dict, actor=None) -> BulkChange:
     """The bulk change, with its change sets made by a Celery task after commit."""
-    from .tasks import prepare_bulk_change
+    from .tasks import enqueue, prepare_bulk_change
 
     bulk = BulkChange.objects.create(
         organisation=organisation, values=values, selection=selection,
         device_ids=list(devices.values_list("pk", flat=True)), created_by=actor,
     )
-    transaction.on_commit(lambda: prepare_bulk_change.delay(bulk.pk))
+    transaction.on_commit(lambda: enqueue(prepare_bulk_change, bulk.pk))
     return bulk
 
 

@@ -121,6 +121,6 @@ def _locked_configuration(device: Device) -> DeviceConfiguration:
 
 
 def _deliver_later(change_set: ChangeSet) -> None:
-    from .tasks import deliver_change_set
+    from .tasks import deliver_change_set, enqueue
 
-    deliver_change_set.delay(change_set.pk, change_set.delivery_round, 0)
+    enqueue(deliver_change_set, change_set.pk, change_set.delivery_round, 0)

@@ -1,6 +1,12 @@
-"""Celery tasks of device parameters, on the CONTROL_QUEUE (settings.CELERY_TASK_ROUTES)."""
+"""Celery tasks of device parameters, on the CONTROL_QUEUE."""
 
 from celery import shared_task
+from django.conf import settings
+
+
+def enqueue(task, *args, countdown: float | None = None) -> None:
+    """The queue is named at each send, not only in the routes: the setting may change after start-up (tests)."""
+    task.apply_async(args, countdown=countdown, queue=settings.CONTROL_QUEUE)
 
 
 @shared_task(name="control.tasks.deliver_change_set")
@@ -10,7 +16,7 @@ def deliver_change_set(change_set_id: int, delivery_round: int, attempt: int) ->
 
     step = deliver(change_set_id, delivery_round, attempt)
     if step.next_attempt is not None:
-        deliver_change_set.apply_async((change_set_id, delivery_round, step.next_attempt), countdown=step.delay_s)
+        enqueue(deliver_change_set, change_set_id, delivery_round, step.next_attempt, countdown=step.delay_s)
     return step.outcome
 
 
@@ -21,7 +27,7 @@ def deliver_pending(device_id: int) -> int:
 
     started = restart_delivery(device_id)
     for change_set_id, delivery_round in started:
-        deliver_change_set.delay(change_set_id, delivery_round, 0)
+        enqueue(deliver_change_set, change_set_id, delivery_round, 0)
     return len(started)
 
 
