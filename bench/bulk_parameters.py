@@ -37,7 +37,7 @@ from django.db import transaction  # noqa: E402
 
 from assets.models import Device, DeviceModel, Organisation, Site  # noqa: E402
 from control import bulk  # noqa: E402
-from control.models import BulkChange, ChangeSet  # noqa: E402
+from control.models import BulkChange, ChangeSet, DeviceConfiguration  # noqa: E402
 from control.simulator.device import SimulatedDevice  # noqa: E402
 from control.simulator.fleet import Fleet  # noqa: E402
 from control.simulator.profiles import load_profile  # noqa: E402
@@ -97,6 +97,15 @@ def main() -> None:
         if not fleet.wait_online(120):
             sys.exit(f"only {fleet.online_count()} of {len(devices)} simulated devices connected")
         print(f"{len(devices)} simulated devices connected in {time.monotonic() - started:.1f} s; logs in {workdir}", flush=True)
+        # Each device announces itself (status, configuration report) on connecting; the change is measured
+        # once the agent has taken those in, as for devices that have been connected a while.
+        bench_devices = Device.objects.filter(tags__contains=[TAG])
+        while (bench_devices.filter(online=True).count() < len(devices)
+               or DeviceConfiguration.objects.filter(device__in=bench_devices, reported_at__isnull=False).count() < len(devices)):
+            if time.monotonic() - started > args.timeout:
+                sys.exit("the agent did not take in the devices' statuses and reports in time")
+            time.sleep(0.2)
+        print(f"  the agent had every status and configuration report after {time.monotonic() - started:.1f} s", flush=True)
         before = fleet.counters().as_dict()
         value = args.value or (45 if devices[0].parameters.get("reporting_interval_s") != 45 else 46)
 

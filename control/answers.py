@@ -32,8 +32,7 @@ ANSWERABLE = (*ChangeSet.OPEN, ChangeSet.State.TIMED_OUT)
 def apply_answer(device: Device, configuration: Configuration, answer: DeviceAnswer, raw: str, received_at: datetime) -> str:
     """Apply one message; returns what it was (for logs and tests)."""
     with transaction.atomic():
-        DeviceConfiguration.objects.get_or_create(device=device)
-        state = DeviceConfiguration.objects.select_for_update().get(device=device)
+        state = DeviceConfiguration.locked(device.pk)
         rows = {row.key: row for row in DeviceParameter.objects.select_for_update().filter(device=device)}
         applier = _Applier(device, configuration, state, rows, raw[:4000], received_at)
         outcome = applier.apply(answer)

@@ -70,7 +70,7 @@ def request_changes(device: Device, values: dict, actor=None, bulk_change=None) 
     Returns the change set to deliver (after commit), or None when nothing needs sending.
     """
     with transaction.atomic():
-        configuration_row = _locked_configuration(device)
+        configuration_row = DeviceConfiguration.locked(device.pk)
         parameters = {p.key: p for p in DeviceParameter.objects.select_for_update().filter(device=device)}
         planned = plan_changes(device, values, parameters)
         now = timezone.now()
@@ -113,11 +113,6 @@ def request_changes(device: Device, values: dict, actor=None, bulk_change=None) 
             row.save(update_fields=["state", "reason", "change_set"])
         transaction.on_commit(lambda: _deliver_later(change_set))
         return change_set
-
-
-def _locked_configuration(device: Device) -> DeviceConfiguration:
-    DeviceConfiguration.objects.get_or_create(device=device)
-    return DeviceConfiguration.objects.select_for_update().get(device=device)
 
 
 def _deliver_later(change_set: ChangeSet) -> None:

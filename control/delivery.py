@@ -17,7 +17,7 @@ from django.utils import timezone
 from notifications.models import AlertEvent, raise_alert
 
 from .definitions import configuration_of
-from .models import ChangeSet, DeviceParameter, ParameterEvent
+from .models import ChangeSet, DeviceConfiguration, DeviceParameter, ParameterEvent
 from .protocols import change_set_messages
 from .publisher import PublishError, publisher
 
@@ -40,7 +40,11 @@ def retry_delay(attempts_made: int) -> float:
 
 def deliver(change_set_id: int, delivery_round: int, attempt: int, publish=None) -> Step:
     publish = publish or publisher().publish
+    device_id = ChangeSet.objects.filter(pk=change_set_id).values_list("device_id", flat=True).first()
+    if device_id is None:
+        return Step("closed")
     with transaction.atomic():
+        DeviceConfiguration.locked(device_id)
         change_set = ChangeSet.objects.select_for_update().select_related("device__device_model", "device__site").filter(pk=change_set_id).first()
         if change_set is None or not change_set.is_open:
             return Step("closed")
@@ -116,6 +120,7 @@ def restart_delivery(device_id: int) -> list[tuple[int, int]]:
     """The device is back: its newest change set, if still open or timed out, starts a new round now.
     Returns (change set id, round) to deliver."""
     with transaction.atomic():
+        DeviceConfiguration.locked(device_id)
         newest = ChangeSet.objects.select_for_update().filter(device_id=device_id).order_by("-version").first()
         if newest is None or newest.state not in (*ChangeSet.OPEN, ChangeSet.State.TIMED_OUT):
             return []

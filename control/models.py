@@ -25,6 +25,16 @@ class DeviceConfiguration(models.Model):
     def __str__(self):
         return f"configuration of {self.device}"
 
+    @classmethod
+    def locked(cls, device_id: int) -> "DeviceConfiguration":
+        """The device's row, locked to the end of the transaction. Every change, send and answer of a device
+        takes this lock first, so they run one at a time per device and always lock in the same order."""
+        row = cls.objects.select_for_update().filter(device_id=device_id).first()
+        if row is None:
+            cls.objects.get_or_create(device_id=device_id)  # two first changes at once: one creates, both then lock
+            row = cls.objects.select_for_update().get(device_id=device_id)
+        return row
+
 
 class BulkChange(models.Model):
     """One change applied to many devices chosen by device model, site or tag."""

@@ -9,7 +9,7 @@ def enqueue(task, *args, countdown: float | None = None) -> None:
     task.apply_async(args, countdown=countdown, queue=settings.CONTROL_QUEUE)
 
 
-@shared_task(name="control.tasks.deliver_change_set")
+@shared_task(name="control.tasks.deliver_change_set", ignore_result=True)
 def deliver_change_set(change_set_id: int, delivery_round: int, attempt: int) -> str:
     """One send of a change set; schedules the next (the retry, or the timeout) itself."""
     from .delivery import deliver
@@ -20,7 +20,7 @@ def deliver_change_set(change_set_id: int, delivery_round: int, attempt: int) ->
     return step.outcome
 
 
-@shared_task(name="control.tasks.deliver_pending")
+@shared_task(name="control.tasks.deliver_pending", ignore_result=True)
 def deliver_pending(device_id: int) -> int:
     """The device came online: what is pending for it goes out now."""
     from .delivery import restart_delivery
@@ -31,7 +31,7 @@ def deliver_pending(device_id: int) -> int:
     return len(started)
 
 
-@shared_task(name="control.tasks.prepare_bulk_change")
+@shared_task(name="control.tasks.prepare_bulk_change", ignore_result=True)
 def prepare_bulk_change(bulk_change_id: int) -> int:
     """Change sets for every device of a bulk change, with progress on the bulk change's row."""
     from .bulk import prepare

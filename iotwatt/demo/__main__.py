@@ -136,6 +136,7 @@ def main() -> None:
 
         from .household import DEMO_PASSWORD, DEMO_USERNAME, create_demo_household
         from .opsd import DATA_FILE, channel_keys, read_rows, telemetry_messages
+        from .parameters import CONTROLLER_PREFIX, change_and_wait, create_controller, wait_online
         from .publish import publish_all
 
         step("Migrating the database")
@@ -147,7 +148,8 @@ def main() -> None:
         step("Starting a Celery worker and the MQTT bridge")
         processes["worker"] = start_process(
             "worker",
-            [sys.executable, "-m", "celery", "-A", "iotwatt", "worker", "-Q", os.environ.get("INGEST_QUEUE", "ingest"), "--concurrency", "2", "--loglevel", "INFO"],
+            [sys.executable, "-m", "celery", "-A", "iotwatt", "worker", "-Q",
+             f"{os.environ.get('INGEST_QUEUE', 'ingest')},{os.environ.get('CONTROL_QUEUE', 'control')}", "--concurrency", "2", "--loglevel", "INFO"],
         )
         processes["bridge"] = start_process("bridge", [sys.executable, "manage.py", "mqtt_bridge", "--client-id", "iotwatt-demo-bridge"])
         wait_for_log_line(*processes["worker"], "ready.", timeout_s=60)
@@ -166,6 +168,21 @@ def main() -> None:
         print(f"  replayed in {time.monotonic() - started:.1f} s")
 
         call_command("energy_table", str(site.id))
+
+        step("Device parameters: a load controller, simulated over MQTT, takes a change and refuses one")
+        controller = create_controller(site)
+        processes["config-agent"] = start_process("config-agent", [sys.executable, "manage.py", "config_agent", "--client-id", "iotwatt-demo-config-agent"])
+        wait_for_log_line(*processes["config-agent"], "subscribed to", timeout_s=60)
+        processes["simulator"] = start_process(
+            "simulator",
+            [sys.executable, "manage.py", "simulate_devices", "--prefix", CONTROLLER_PREFIX, "--count", "1", "--no-telemetry",
+             "--mqtt-protocol", "5" if os.environ.get("MQTT_PROTOCOL", "5") == "5" else "3.1.1"],
+        )
+        wait_online(controller)
+        change_and_wait(controller, {"reporting_interval_s": 30, "relay_default": "off"})
+        change_and_wait(controller, {"ct_ratio": 400})
+        print("  desired, reported, state and the audit of each parameter: the device's admin page, and")
+        print(f"  GET /api/devices/{controller.pk}/parameters/")
 
         if args.no_serve:
             return

@@ -28,6 +28,7 @@ class Command(BaseCommand):
                             help="CSV with a time column and one power column (W) per channel, replayed; default: the profile's load shape")
         parser.add_argument("--interval", type=float, default=None,
                             help="seconds between telemetry messages (default: the device's own reporting parameter)")
+        parser.add_argument("--no-telemetry", action="store_true", help="no telemetry: configuration, commands and status only")
         parser.add_argument("--speed", type=float, default=1.0, help="device time runs this much faster than real time")
         parser.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
         parser.add_argument("--offline-after", type=float, default=None, help="seconds after start when devices lose their connection")
@@ -51,7 +52,7 @@ class Command(BaseCommand):
         url = options["mqtt_url"] or settings.MQTT_URL
         stop = threading.Event()
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-        fleet = Fleet(url, devices, mqtt_protocol=options["mqtt_protocol"]).start()
+        fleet = Fleet(url, devices, mqtt_protocol=options["mqtt_protocol"], telemetry=not options["no_telemetry"]).start()
         try:
             self._run(fleet, options, stop)
         finally:
