@@ -194,3 +194,26 @@ def publish(mosquitto, topic: str, payload: str) -> None:
     client.publish(topic, payload, qos=1).wait_for_publish(10)
     client.disconnect()
     client.loop_stop()
+
+
+def test_a_bulk_change_by_tag_reaches_every_tagged_device_and_ends_done(control, mosquitto):
+    from django.db import transaction
+
+    from assets.models import Device
+    from control import bulk
+
+    rows, fleet = devices(mosquitto, "bulk-", count=6)
+    Device.objects.filter(pk__in=[row.pk for row in rows[:4]]).update(tags=["floor-3"])
+    with fleet:
+        fleet.devices[3].silent = True  # one tagged device never answers
+        with transaction.atomic():
+            chosen = bulk.select_devices(Device.objects.all(), tag="floor-3")
+            change = bulk.start(rows[0].site.organisation, chosen, {"reporting_interval_s": 120}, {"tag": "floor-3"})
+        wait_until(lambda: type(change).objects.get(pk=change.pk).state == "done", 60, lambda: bulk.progress(type(change).objects.get(pk=change.pk)))
+        change.refresh_from_db()
+        progress = bulk.progress(change)
+        assert (progress["devices"], progress["change_sets"], progress["answered"], progress["percent_done"]) == (4, 4, 3, 100.0)
+        assert progress["by_state"]["applied"] == 3 and progress["by_state"]["timed_out"] == 1
+        assert progress["messages_sent"] == 3 + 3  # one send each, three to the silent one
+        assert [d.parameters["reporting_interval_s"] for d in fleet.devices] == [120, 120, 120, 60, 60, 60]  # the silent one ignored it
+        assert not ChangeSet.objects.filter(device__in=rows[4:]).exists()
