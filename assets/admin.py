@@ -24,6 +24,8 @@ from import_export.admin import ImportExportMixin
 from import_export.formats.base_formats import CSV
 from tree_queries.admin import TreeChangeList
 
+from control.device_admin import DeviceParametersAdminMixin, DriftFilter
+
 from . import tenancy
 from .energy_admin import AssetEnergyChartMixin, SiteEnergyChartMixin
 from .forms import (
@@ -281,12 +283,14 @@ class AssetTypeAdmin(CatalogueAdmin):
 
 
 class TagFilter(SimpleListFilter):
+    """For a model with `tags` (assets, devices): the tags of the user's own objects."""
+
     title = "tag"
     parameter_name = "tag"
 
     def lookups(self, request, model_admin):
         tags = set()
-        for row in tenancy.visible(Asset.objects.all(), request.user).values_list("tags", flat=True):
+        for row in tenancy.visible(model_admin.model.objects.all(), request.user).values_list("tags", flat=True):
             tags.update(row or [])
         return [(tag, tag) for tag in sorted(tags)]
 
@@ -565,14 +569,23 @@ class ChannelInline(TenantInline):
 
 
 @admin.register(Device)
-class DeviceAdmin(TenantAdmin):
+class DeviceAdmin(DeviceParametersAdminMixin, TenantAdmin):
     ordering = ["identifier"]
     form = DeviceForm
-    list_display = ["identifier", "name", "site", "device_model", "online", "status_changed_at", "last_seen_at"]
-    list_filter = [("site", RelatedOnlyFieldListFilter), ("device_model", RelatedOnlyFieldListFilter), "online"]
+    list_display = ["identifier", "name", "site", "device_model", "online", "status_changed_at", "last_seen_at", "parameter_sync"]
+    list_filter = [("site", RelatedOnlyFieldListFilter), ("device_model", RelatedOnlyFieldListFilter), TagFilter, DriftFilter, "online"]
     search_fields = ["identifier", "name"]
-    readonly_fields = ["online", "status_changed_at", "last_seen_at"]
+    readonly_fields = ["online", "status_changed_at", "last_seen_at", "parameter_table"]
     inlines = [ChannelInline]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = [
+            (None, {"fields": ["identifier", "name", "site", "device_model", "tags"]}),
+            ("Status", {"fields": ["online", "status_changed_at", "last_seen_at"]}),
+        ]
+        if obj is not None:
+            fieldsets.append(("Parameters", {"fields": ["parameter_table"]}))
+        return fieldsets
 
 
 @admin.register(Channel)

@@ -335,7 +335,7 @@ class DeviceModelForm(forms.ModelForm):
 class DeviceForm(forms.ModelForm):
     class Meta:
         model = Device
-        fields = ["identifier", "name", "site", "device_model"]
+        fields = ["identifier", "name", "site", "device_model", "tags"]
 
     def clean(self):
         cleaned = super().clean()

@@ -254,7 +254,7 @@ class DeviceModelSerializer(TenantModelSerializer):
 class DeviceSerializer(TenantModelSerializer):
     class Meta:
         model = Device
-        fields = ["id", "site", "device_model", "identifier", "name", "online", "status_changed_at", "last_seen_at"]
+        fields = ["id", "site", "device_model", "identifier", "name", "tags", "online", "status_changed_at", "last_seen_at"]
         read_only_fields = ["online", "status_changed_at", "last_seen_at"]  # the ingest writes them, never a client
 
     def validate(self, attrs):

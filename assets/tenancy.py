@@ -10,7 +10,7 @@ from django.db.models import Q, QuerySet
 
 from .models import Asset, AssetType, Channel, Device, DeviceModel, Membership, Organisation, Site
 
-# How each model reaches its organisation.
+# How each model reaches its organisation (the control app adds its models on ready).
 ORGANISATION_PATH = {
     Organisation: "id",
     Membership: "organisation",

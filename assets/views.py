@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError, RestrictedError
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import serializers, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.filters import OrderingFilter
@@ -74,7 +74,14 @@ def scoped(model):
     return queryset
 
 
-class TenantViewSet(viewsets.ModelViewSet):
+def has_tag(queryset, name, value):
+    """The `tag` filter of objects with tags (assets, devices)."""
+    return queryset.filter(tags__contains=[value])
+
+
+class TenantScopedViewSet(viewsets.GenericViewSet):
+    """Lookups among what the user may see, writes where their role allows; no actions of its own."""
+
     permission_classes = [IsAuthenticated, TenantWritePermission]
     pagination_class = Pagination
     filter_backends = [DjangoFilterBackend, OrderingFilter]
@@ -98,6 +105,13 @@ class TenantViewSet(viewsets.ModelViewSet):
                 return None
             value = getattr(value, name)
         return value
+
+
+class TenantViewSet(
+    mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin,
+    mixins.ListModelMixin, TenantScopedViewSet,
+):
+    """The tenant-scoped ModelViewSet of the assets API."""
 
     def check_target(self, instance, values):
         """The organisation the object goes to must be writable (the one it came from was checked on lookup).
@@ -228,14 +242,11 @@ class AssetFilter(django_filters.FilterSet):
     asset_type = django_filters.ModelChoiceFilter(queryset=scoped(AssetType))
     parent = django_filters.ModelChoiceFilter(queryset=scoped(Asset))
     root = django_filters.BooleanFilter(field_name="parent", lookup_expr="isnull", label="Only roots (or only non-roots)")
-    tag = django_filters.CharFilter(method="filter_tag", label="Has this tag")
+    tag = django_filters.CharFilter(method=has_tag, label="Has this tag")
 
     class Meta:
         model = Asset
         fields = ["site", "asset_type", "parent", "root", "tag"]
-
-    def filter_tag(self, queryset, name, value):
-        return queryset.filter(tags__contains=[value])
 
 
 @extend_schema_view(
@@ -299,10 +310,11 @@ class DeviceModelViewSet(TenantViewSet):
 class DeviceFilter(django_filters.FilterSet):
     site = django_filters.ModelChoiceFilter(queryset=scoped(Site))
     device_model = django_filters.ModelChoiceFilter(queryset=scoped(DeviceModel))
+    tag = django_filters.CharFilter(method=has_tag, label="Has this tag")
 
     class Meta:
         model = Device
-        fields = ["site", "device_model", "identifier"]
+        fields = ["site", "device_model", "identifier", "tag"]
 
 
 class DeviceViewSet(TenantViewSet):

@@ -143,6 +143,9 @@ SPECTACULAR_SETTINGS = {
         "MembershipRoleEnum": "assets.models.Membership.Role",
         "ChannelRoleEnum": "assets.models.Channel.Role",
         "PeriodEnum": ["hour", "day", "month"],
+        "ChangeSetStateEnum": "control.models.ChangeSet.State",
+        "ParameterStateEnum": "control.models.DeviceParameter.State",
+        "BulkChangeStateEnum": "control.models.BulkChange.State",
     },
 }
 

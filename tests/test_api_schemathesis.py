@@ -18,6 +18,10 @@ from schemathesis.checks import not_a_server_error
 
 from assets.api_urls import router
 from assets.models import Asset, AssetType, Channel, Device, DeviceModel, Membership, Organisation, Site
+from control.api_urls import router as control_router
+from control.bulk import start
+from control.changes import request_changes
+from control.models import BulkChange, ChangeSet
 from iotwatt.wsgi import application
 
 from .api_world import build_world, rows_of, token_client
@@ -29,9 +33,13 @@ RANDOM = os.environ.get("SCHEMATHESIS_RANDOM") == "1"
 # Fields (in bodies and query strings) that hold the id of an object of this model.
 ID_FIELDS = {
     "organisation": Organisation, "site": Site, "parent": Asset, "asset": Asset, "asset_type": AssetType,
-    "allowed_parents": AssetType, "device": Device, "device_model": DeviceModel,
+    "allowed_parents": AssetType, "device": Device, "device_model": DeviceModel, "devices": Device,
+    "bulk_change": BulkChange,
 }
-PATH_MODELS = {f"/api/{prefix}/": viewset.queryset.model for prefix, viewset, _basename in router.registry}
+PATH_MODELS = {
+    f"/api/{prefix}/": viewset.queryset.model
+    for prefix, viewset, _basename in [*router.registry, *control_router.registry]
+}
 # The ids of the objects of the current test, by model; filled by the `operator_token` fixture.
 KNOWN_IDS: dict[type, list[int]] = {}
 
@@ -50,8 +58,11 @@ def wsgi_in_test_transaction(db):
 @pytest.fixture
 def operator_token(wsgi_in_test_transaction):
     world = build_world("fuzz")
-    build_world("other")  # another organisation's objects, which must stay out of reach
-    for model in (Organisation, Membership, Site, AssetType, Asset, DeviceModel, Device, Channel):
+    other = build_world("other")  # another organisation's objects, which must stay out of reach
+    for each in (world, other):  # a change set and a bulk change each, for the parameter endpoints
+        request_changes(each.device, {"ct_ratio": 200})
+        start(each.organisation, Device.objects.filter(pk=each.device.pk), {"reporting_interval_s": 30}, {"devices": [each.device.pk]})
+    for model in (Organisation, Membership, Site, AssetType, Asset, DeviceModel, Device, Channel, ChangeSet, BulkChange):
         own = list(rows_of(world, model).order_by("pk").values_list("pk", flat=True))
         KNOWN_IDS[model] = own + list(model.objects.exclude(pk__in=own).order_by("pk").values_list("pk", flat=True))
     yield token_client(world.users["operator"])._credentials["HTTP_AUTHORIZATION"]
