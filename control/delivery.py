@@ -16,9 +16,10 @@ from django.utils import timezone
 
 from notifications.models import AlertEvent, raise_alert
 
-from .definitions import configuration_of
+from .answers import apply_answer
+from .definitions import Configuration, configuration_of
 from .models import ChangeSet, DeviceConfiguration, DeviceParameter, ParameterEvent
-from .protocols import change_set_messages
+from .protocols import DeviceAnswer, change_set_messages
 from .publisher import PublishError, publisher
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,18 @@ def deliver(change_set_id: int, delivery_round: int, attempt: int, publish=None)
         if attempt >= settings.CONTROL_MAX_ATTEMPTS:
             _time_out(change_set)
             return Step("timed_out")
+        configuration = configuration_of(device.device_model.parameter_map) or Configuration("iotwatt")
         answered = set(change_set.answer.get("applied", [])) | set(change_set.answer.get("rejected", {}))
         unanswered = {key: value for key, value in change_set.values.items() if key not in answered}
-        messages = change_set_messages(configuration_of(device.device_model.parameter_map), device.identifier, change_set.version, unanswered)
+        undefined = {key: f"{key} is no longer a parameter of the device model {device.device_model}" for key in unanswered if key not in configuration.parameters}
+        if undefined:
+            # The model's map changed after the request: say so at once rather than send what cannot be sent.
+            apply_answer(device, configuration, DeviceAnswer(version=change_set.version, rejected=undefined), "", timezone.now())
+            change_set.refresh_from_db()
+            unanswered = {key: value for key, value in unanswered.items() if key not in undefined}
+            if not unanswered:
+                return Step("refused")
+        messages = change_set_messages(configuration, device.identifier, change_set.version, unanswered)
         try:
             for message in messages:
                 publish(message.topic, message.payload)

@@ -2,6 +2,9 @@
 what answers and reports of each protocol do. Delivery through Mosquitto: test_parameter_delivery.py."""
 
 import json
+import threading
+import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import pytest
@@ -304,3 +307,46 @@ def test_shelly_results_and_errors():
         "device_name": ("Boiler", "Boiler", "applied", ""),
         "initial_state": ("on", None, "rejected", "Invalid argument 'initial_state'! (code -103)"),
     }
+
+
+@pytest.mark.django_db
+def test_a_parameter_the_model_no_longer_defines_is_refused_at_delivery_not_sent(mosquitto):
+    from control.delivery import deliver
+    from control.publisher import Publisher
+
+    device = make_device("plug-1", protocol="tasmota")
+    change_set = request_changes(device, {"tele_period_s": 60, "power_delta": 105})
+    model = device.device_model
+    del model.parameter_map["configuration"]["parameters"]["power_delta"]
+    model.save()
+    with subscribed(mosquitto, "cmnd/plug-1/#") as sent:
+        publish = Publisher(mosquitto.url, "5", timeout_s=10).publish
+        assert deliver(change_set.pk, 0, 0, publish=publish).outcome == "sent"
+        assert state_of(device)["power_delta"][2:] == ("rejected", "power_delta is no longer a parameter of the device model Parameters tasmota")
+        model.parameter_map["configuration"] = {"protocol": "tasmota", "parameters": {}}
+        model.save()
+        assert deliver(change_set.pk, 0, 1, publish=publish).outcome == "refused"
+    change_set.refresh_from_db()
+    assert change_set.state == "rejected"
+    assert sent == [("cmnd/plug-1/TelePeriod", "60")]
+
+
+@contextmanager
+def subscribed(mosquitto, topic_filter: str):
+    """What the broker delivers on `topic_filter` while the block runs, as (topic, payload) pairs."""
+    import paho.mqtt.client as mqtt
+
+    received, ready = [], threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_connect = lambda c, *_: c.subscribe(topic_filter, qos=1)
+    client.on_subscribe = lambda *_: ready.set()
+    client.on_message = lambda c, u, message: received.append((message.topic, message.payload.decode()))
+    client.connect("127.0.0.1", mosquitto.port)
+    client.loop_start()
+    assert ready.wait(10)
+    try:
+        yield received
+        time.sleep(0.3)  # QoS 1 messages already acknowledged to the publisher reach us within this
+    finally:
+        client.disconnect()
+        client.loop_stop()
