@@ -15,7 +15,8 @@ from .control_pipeline import ControlPipeline
 from .parameter_world import make_device
 from .pipeline import wait_until
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
+# serialized_rollback: the standard asset types the migrations made are back for the tests after these.
+pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
 @pytest.fixture(scope="module")
