@@ -13,7 +13,7 @@ import queue
 import threading
 from datetime import datetime, timezone
 
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 
 from assets.models import Device, DeviceModel
 from telemetry.bridge import BrokerAddress, connect, make_client
@@ -22,6 +22,7 @@ from telemetry.device_status import DeviceActivity
 from telemetry.parameter_maps import BUILT_IN_MAPS
 
 from .answers import apply_answer, unreadable
+from .delivery import wait_for_return
 from .definitions import DefinitionError, configuration_of
 from .models import ChangeSet
 from .protocols import ANSWER_TOPICS, AnswerError, answer_device, read_answer
@@ -59,6 +60,7 @@ class ConfigAgent:
         self._inbox: queue.Queue = queue.Queue()
         self._generation = 0
         self.handled = 0
+        self.failed = 0
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
@@ -87,27 +89,35 @@ class ConfigAgent:
                     generation, message, received_at = self._inbox.get(timeout=0.2)
                 except queue.Empty:
                     continue
-                self._handle_until_done(message, received_at, stop)
+                if not self._handle_until_done(message, received_at, stop):
+                    break  # stopped while the database was away: unacknowledged, the broker keeps it for next time
                 if generation == self._generation:  # an older connection's message comes again under a new id
                     self.client.ack(message.mid, message.qos)
         finally:
-            log.info("stopping: %d messages handled", self.handled)
+            log.info("stopping: %d messages handled, %d passed over", self.handled, self.failed)
             self.client.disconnect()
             self.client.loop_stop()
 
-    def _handle_until_done(self, message, received_at: datetime, stop: threading.Event) -> None:
-        """A database outage must not lose the message: it is tried again until it is applied."""
+    def _handle_until_done(self, message, received_at: datetime, stop: threading.Event) -> bool:
+        """True once the message is dealt with. A database outage must not lose it: it is tried again until the
+        database is back (False if stopped first). A message that fails for any other reason is recorded and
+        passed over: one bad message must never hold up every other device's answers."""
         delay = 1.0
         while not stop.is_set():
             try:
                 close_old_connections()
                 handle_message(message.topic, message.payload, received_at, self.status_patterns)
                 self.handled += 1
-                return
-            except DatabaseError as exc:
-                log.warning("database error on %s (%s); trying again in %.0f s", message.topic, exc, delay)
+                return True
+            except (OperationalError, InterfaceError) as exc:
+                log.warning("database unavailable on %s (%s); trying again in %.0f s", message.topic, exc, delay)
                 stop.wait(delay)
                 delay = min(delay * 2, 30.0)
+            except Exception:
+                log.exception("message on %s could not be handled; passed over", message.topic)
+                self.failed += 1
+                return True
+        return False
 
 
 def handle_message(topic: str, payload: bytes, received_at: datetime, patterns: list[str]) -> str:
@@ -151,15 +161,18 @@ def _status(topic: str, payload: bytes, received_at: datetime, patterns: list[st
             activity = DeviceActivity()
             activity.status(device.pk, online, received_at)
             activity.save()
-            if online and _has_something_to_deliver(device.pk):
+            newest = _newest_change_set_state(device.pk)
+            if online and newest == ChangeSet.State.PENDING:
                 from .tasks import deliver_pending, enqueue
 
                 transaction.on_commit(lambda pk=device.pk: enqueue(deliver_pending, pk))
+            elif not online and newest == ChangeSet.State.TIMED_OUT:
+                wait_for_return(device.pk)
         return "online" if online else "offline"
     return "unknown_device"
 
 
-def _has_something_to_deliver(device_id: int) -> bool:
-    """As control/delivery.restart_delivery decides, without a task for each of the many devices with nothing waiting."""
-    newest = ChangeSet.objects.filter(device_id=device_id).order_by("-version").values_list("state", flat=True).first()
-    return newest in (*ChangeSet.OPEN, ChangeSet.State.TIMED_OUT)
+def _newest_change_set_state(device_id: int) -> str | None:
+    """Only a device with a change set waiting for it gets a delivery task when it comes online: every other
+    online status (a retained one replayed at each subscription, a flapping device) starts nothing."""
+    return ChangeSet.objects.filter(device_id=device_id).order_by("-version").values_list("state", flat=True).first()

@@ -11,14 +11,16 @@ Rules (docs/device-parameters.md):
 
 import json
 import logging
+import math
 from datetime import datetime
 
 from django.db import transaction
 
 from assets.models import Device
 from notifications.models import AlertEvent, raise_alert
+from telemetry.ingest import storable_text
 
-from .definitions import Configuration, values_equal
+from .definitions import MAX_STRING_LENGTH, Configuration, values_equal
 from .models import ChangeSet, DeviceConfiguration, DeviceParameter, ParameterEvent
 from .protocols import DeviceAnswer
 
@@ -34,7 +36,7 @@ def apply_answer(device: Device, configuration: Configuration, answer: DeviceAns
     with transaction.atomic():
         state = DeviceConfiguration.locked(device.pk)
         rows = {row.key: row for row in DeviceParameter.objects.select_for_update().filter(device=device)}
-        applier = _Applier(device, configuration, state, rows, raw[:4000], received_at)
+        applier = _Applier(device, configuration, state, rows, storable_text(raw[:4000]), received_at)
         outcome = applier.apply(answer)
         applier.settle()
         return outcome
@@ -51,33 +53,55 @@ class _Applier:
             return self._unmatched_refusal(answer.unmatched_refusal)
         if answer.version is None:
             return self._versionless(answer.values)
-        older_than_reported = answer.version < self.state.reported_version
-        if answer.values and not older_than_reported:
-            self._report(answer.values, answer.version)
+        self._numbering_past(answer.version)
+        if answer.stale_at is not None:
+            return self._stale(answer)
         if answer.is_report:
-            if older_than_reported:
+            if answer.version < self.state.reported_version:
                 self._event(ParameterEvent.Kind.LATE_ANSWER, note=f"report of version {answer.version} ignored: version {self.state.reported_version} was reported since")
                 return "old_report"
+            self._report(answer.values, answer.version)
             return "report"
         change_set = ChangeSet.objects.select_for_update().filter(device=self.device, version=answer.version).first()
         if change_set is None:
-            self._event(ParameterEvent.Kind.LATE_ANSWER, note=f"answer for version {answer.version}, which this device never had")
+            self._event(ParameterEvent.Kind.LATE_ANSWER, note=f"answer for version {answer.version}, which was never sent to this device: nothing changed")
             return "unknown_version"
+        if change_set.state == ChangeSet.State.SUPERSEDED:
+            self._event(ParameterEvent.Kind.LATE_ANSWER, change_set=change_set, note=f"answer for version {change_set.version}, superseded by a newer one: nothing changed")
+            return "late_answer"
         if change_set.state not in ANSWERABLE:
-            if change_set.state == ChangeSet.State.SUPERSEDED:
-                self._event(ParameterEvent.Kind.LATE_ANSWER, change_set=change_set, note=f"answer for version {change_set.version}, superseded by a newer one: nothing changed")
-                return "late_answer"
             return "repeated_answer"  # QoS 1 may deliver the same answer twice
-        if answer.stale_at is not None:
-            reason = f"the device already has a newer configuration version {answer.stale_at}"
-            self._results(change_set, {}, {key: reason for key in change_set.values})
-            return "stale"
+        if answer.values and answer.version >= self.state.reported_version:
+            self._report(answer.values, answer.version)
         applied = list(change_set.values) if answer.applies_all else answer.applied
         values = {key: change_set.values[key] for key in applied if key in change_set.values}
         if self.configuration.protocol != "iotwatt" and values:
             self._report(values, None)  # an RPC result says "done" without the values: they are the ones sent
         self._results(change_set, applied, answer.rejected)
         return "answer"
+
+    def _numbering_past(self, version: int) -> None:
+        """A device at a version this server never issued (it was registered again, or the database restored)
+        has its next change sets numbered after it: it takes only versions above its own."""
+        if version > self.state.last_version:
+            self.state.last_version = version
+            self.state.save(update_fields=["last_version"])
+
+    def _stale(self, answer: DeviceAnswer) -> str:
+        """The device already has version `stale_at` (or newer): the open change set goes again, renumbered after it."""
+        from .changes import issue_change_set
+
+        if answer.values and answer.stale_at >= self.state.reported_version:
+            self._report(answer.values, answer.stale_at)
+        open_set = ChangeSet.objects.select_for_update().filter(
+            device=self.device, state__in=ChangeSet.OPEN, version__lte=answer.stale_at
+        ).order_by("-version").first()
+        if open_set is None:
+            return "stale"
+        renewed = issue_change_set(self.device, self.state, self.rows, {}, bulk_change=open_set.bulk_change)
+        self._event(ParameterEvent.Kind.SUPERSEDED, change_set=open_set,
+                    note=f"the device is already at version {answer.stale_at}: sent again as version {renewed.version}")
+        return "stale"
 
     def _versionless(self, values: dict) -> str:
         """Tasmota: a RESULT answers the parameter's open change set when it shows the value sent; the value of
@@ -130,9 +154,13 @@ class _Applier:
         return "answer"
 
     def _report(self, values: dict, version: int | None) -> None:
+        unstorable = []
         for key, value in values.items():
             if key not in self.configuration.parameters:
                 continue  # keys the model does not define are not kept: a device cannot grow the table
+            if not storable_value(value):
+                unstorable.append(key)
+                continue
             row = self.rows.get(key)
             if row is None:
                 row = self.rows[key] = DeviceParameter(device=self.device, key=key, state=DeviceParameter.State.IN_SYNC)
@@ -142,6 +170,8 @@ class _Applier:
             row.reported, row.reported_at = value, self.received_at
             row.save()
             self.touched.add(key)
+        if unstorable:
+            self._event(ParameterEvent.Kind.UNREADABLE, note=f"reported values not kept (not a finite number, true/false or text of at most {MAX_STRING_LENGTH} characters): {', '.join(unstorable)}")
         if version is not None:
             self.state.reported_version, self.state.reported_at = version, self.received_at
             self.state.save(update_fields=["reported_version", "reported_at"])
@@ -155,6 +185,7 @@ class _Applier:
                 answer["applied"].append(key)
                 self._parameter_result(change_set, key, DeviceParameter.State.APPLIED, "")
         for key, reason in rejected.items():
+            reason = storable_text(reason)  # the device's words, into text and JSON columns
             if key in change_set.values and key not in answer["rejected"]:
                 answer["rejected"][key] = reason
                 self._parameter_result(change_set, key, DeviceParameter.State.REJECTED, reason)
@@ -210,8 +241,17 @@ class _Applier:
     def _event(self, kind, key="", change_set=None, old_value=None, new_value=None, note=""):
         ParameterEvent.objects.create(
             device=self.device, key=key, kind=kind, change_set=change_set, old_value=old_value,
-            new_value=new_value, device_answer=self.raw, note=note[:2000],
+            new_value=new_value, device_answer=self.raw, note=storable_text(note[:2000]),
         )
+
+
+def storable_value(value) -> bool:
+    """What a parameter can hold: JSON null, true/false, a finite number, or text without NUL of bounded length."""
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, (int, float)):
+        return math.isfinite(value) and abs(value) < 1e300
+    return isinstance(value, str) and len(value) <= MAX_STRING_LENGTH and "\x00" not in value
 
 
 def _answered(change_set: ChangeSet) -> set[str]:
@@ -219,12 +259,6 @@ def _answered(change_set: ChangeSet) -> set[str]:
 
 
 def unreadable(device: Device, raw: str, reason: str) -> None:
-    ParameterEvent.objects.create(device=device, kind=ParameterEvent.Kind.UNREADABLE, device_answer=raw[:4000], note=reason)
+    ParameterEvent.objects.create(device=device, kind=ParameterEvent.Kind.UNREADABLE, device_answer=storable_text(raw[:4000]), note=storable_text(reason))
     log.warning("unreadable configuration answer from %s: %s", device, reason)
 
-
-def shown(payload: bytes) -> str:
-    try:
-        return payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return json.dumps(payload.decode("latin-1"))

@@ -74,45 +74,59 @@ def request_changes(device: Device, values: dict, actor=None, bulk_change=None) 
         parameters = {p.key: p for p in DeviceParameter.objects.select_for_update().filter(device=device)}
         planned = plan_changes(device, values, parameters)
         now = timezone.now()
-        to_send = {}
+        to_send, requested = {}, []
         for change in planned:
             row = parameters.get(change.key) or DeviceParameter(device=device, key=change.key)
             parameters[change.key] = row
             if change.current_desired is None or not values_equal(change.current_desired, change.new_value):
-                ParameterEvent.objects.create(
+                requested.append(ParameterEvent(
                     device=device, key=change.key, kind=ParameterEvent.Kind.REQUESTED, actor=actor,
                     old_value=change.current_desired if change.current_desired is not None else change.reported,
                     new_value=change.new_value,
                     note="" if change.needs_sending else "the device already has this value",
-                )
+                ))
             row.desired, row.desired_at = change.new_value, now
             if change.needs_sending:
                 to_send[change.key] = change.new_value
             elif row.state not in DeviceParameter.IN_FLIGHT:
                 row.state, row.reason = DeviceParameter.State.IN_SYNC, ""
             row.save()
+        ParameterEvent.objects.bulk_create(requested)  # before the supersession it causes, in the audit's order
         if not to_send:
             return None
-        on_their_way = {
-            key: row.desired for key, row in parameters.items() if row.state in DeviceParameter.IN_FLIGHT and key not in to_send
-        }
-        configuration_row.last_version += 1
-        configuration_row.save(update_fields=["last_version"])
-        change_set = ChangeSet.objects.create(
-            device=device, version=configuration_row.last_version, values={**on_their_way, **to_send},
-            created_by=actor, bulk_change=bulk_change,
-        )
-        for older in ChangeSet.objects.select_for_update().filter(device=device, state__in=ChangeSet.OPEN).exclude(pk=change_set.pk):
-            older.state, older.superseded_by = ChangeSet.State.SUPERSEDED, change_set
-            older.reason = f"superseded by version {change_set.version}"
-            older.save(update_fields=["state", "superseded_by", "reason"])
-            ParameterEvent.objects.create(device=device, kind=ParameterEvent.Kind.SUPERSEDED, change_set=older, actor=actor, note=older.reason)
-        for key in change_set.values:
-            row = parameters[key]
-            row.state, row.reason, row.change_set = DeviceParameter.State.PENDING, "", change_set
-            row.save(update_fields=["state", "reason", "change_set"])
-        transaction.on_commit(lambda: _deliver_later(change_set))
+        change_set = issue_change_set(device, configuration_row, parameters, to_send, actor, bulk_change)
+        ParameterEvent.objects.filter(pk__in=[event.pk for event in requested if event.key in to_send]).update(change_set=change_set)
         return change_set
+
+
+def issue_change_set(device: Device, configuration_row: DeviceConfiguration, parameters: dict, values: dict,
+                     actor=None, bulk_change=None) -> ChangeSet:
+    """The device's next version, carrying `values` and whatever is still on its way; the open change set
+    is superseded. Called under the device's lock, with its parameter rows locked."""
+    from .bulk import finish_if_done
+
+    on_their_way = {
+        key: row.desired for key, row in parameters.items() if row.state in DeviceParameter.IN_FLIGHT and key not in values
+    }
+    configuration_row.last_version += 1
+    configuration_row.save(update_fields=["last_version"])
+    change_set = ChangeSet.objects.create(
+        device=device, version=configuration_row.last_version, values={**on_their_way, **values},
+        created_by=actor, bulk_change=bulk_change,
+    )
+    for older in ChangeSet.objects.select_for_update().filter(device=device, state__in=ChangeSet.OPEN).exclude(pk=change_set.pk):
+        older.state, older.superseded_by = ChangeSet.State.SUPERSEDED, change_set
+        older.reason = f"superseded by version {change_set.version}"
+        older.save(update_fields=["state", "superseded_by", "reason"])
+        ParameterEvent.objects.create(device=device, kind=ParameterEvent.Kind.SUPERSEDED, change_set=older, actor=actor, note=older.reason)
+        if older.bulk_change_id and older.bulk_change_id != (bulk_change.pk if bulk_change else None):
+            finish_if_done(older.bulk_change_id)  # superseded is an end for the bulk change it belonged to
+    for key in change_set.values:
+        row = parameters[key]
+        row.state, row.reason, row.change_set = DeviceParameter.State.PENDING, "", change_set
+        row.save(update_fields=["state", "reason", "change_set"])
+    transaction.on_commit(lambda: _deliver_later(change_set))
+    return change_set
 
 
 def _deliver_later(change_set: ChangeSet) -> None:

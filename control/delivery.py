@@ -9,6 +9,7 @@ when the device's status says it is back (control/agent.py).
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -41,7 +42,8 @@ def retry_delay(attempts_made: int) -> float:
 
 def deliver(change_set_id: int, delivery_round: int, attempt: int, publish=None) -> Step:
     publish = publish or publisher().publish
-    device_id = ChangeSet.objects.filter(pk=change_set_id).values_list("device_id", flat=True).first()
+    # Without a lock first: most late steps (retries of a change set answered since) end here at once.
+    device_id = ChangeSet.objects.filter(pk=change_set_id, state__in=ChangeSet.OPEN).values_list("device_id", flat=True).first()
     if device_id is None:
         return Step("closed")
     with transaction.atomic():
@@ -127,17 +129,45 @@ def _time_out(change_set: ChangeSet) -> None:
 
 
 def restart_delivery(device_id: int) -> list[tuple[int, int]]:
-    """The device is back: its newest change set, if still open or timed out, starts a new round now.
+    """The device is back: its newest change set, if waiting for it, starts a new round now.
     Returns (change set id, round) to deliver."""
     with transaction.atomic():
         DeviceConfiguration.locked(device_id)
         newest = ChangeSet.objects.select_for_update().filter(device_id=device_id).order_by("-version").first()
-        if newest is None or newest.state not in (*ChangeSet.OPEN, ChangeSet.State.TIMED_OUT):
+        if newest is None or newest.state != ChangeSet.State.PENDING:
             return []
-        if newest.state == ChangeSet.State.TIMED_OUT:
-            DeviceParameter.objects.filter(change_set=newest, state=DeviceParameter.State.TIMED_OUT).update(
-                state=DeviceParameter.State.PENDING, reason=""
-            )
-        newest.state, newest.delivery_round, newest.attempts = ChangeSet.State.PENDING, newest.delivery_round + 1, 0
-        newest.save(update_fields=["state", "delivery_round", "attempts"])
+        newest.delivery_round, newest.attempts = newest.delivery_round + 1, 0
+        newest.save(update_fields=["delivery_round", "attempts"])
         return [(newest.pk, newest.delivery_round)]
+
+
+def wait_for_return(device_id: int) -> None:
+    """The device went offline after its newest change set timed out (it may have been failing): that change
+    set waits for it again, and goes out when the device is back."""
+    with transaction.atomic():
+        DeviceConfiguration.locked(device_id)
+        newest = ChangeSet.objects.select_for_update().select_related("device").filter(device_id=device_id).order_by("-version").first()
+        if newest is None or newest.state != ChangeSet.State.TIMED_OUT:
+            return
+        DeviceParameter.objects.filter(change_set=newest, state=DeviceParameter.State.TIMED_OUT).update(state=DeviceParameter.State.PENDING)
+        _wait_for_device(newest)
+
+
+def stalled_deliveries(now=None) -> list[tuple[int, int, int]]:
+    """(change set, round, attempt) of deliveries whose next step is overdue: a worker killed while it held the
+    step's task (Redis gives such a task to another worker only after CELERY_VISIBILITY_TIMEOUT), or a first send
+    lost before it ran. Running the step again is harmless: `deliver` does a step once."""
+    now = now or timezone.now()
+    margin = timedelta(seconds=settings.CONTROL_STALL_AFTER_S)
+    overdue = []
+    candidates = ChangeSet.objects.filter(state__in=ChangeSet.OPEN).exclude(device__online=False).only(
+        "pk", "state", "attempts", "delivery_round", "last_sent_at", "created_at"
+    )
+    for change_set in candidates:
+        if change_set.state == ChangeSet.State.SENT and change_set.last_sent_at:
+            due = change_set.last_sent_at + timedelta(seconds=retry_delay(change_set.attempts))
+        else:
+            due = change_set.last_sent_at or change_set.created_at
+        if now - due > margin:
+            overdue.append((change_set.pk, change_set.delivery_round, change_set.attempts))
+    return overdue

@@ -23,6 +23,7 @@ _ANSWER_PATTERNS = {
     "shelly_rpc": re.compile(r"^iotwatt-config/(?P<device>[^/+#]+)/rpc$"),
 }
 SHELLY_REQUEST_PREFIX = "iotwatt"
+MAX_VERSION = 2_147_483_647  # what the database's version columns hold
 
 
 class AnswerError(ValueError):
@@ -119,9 +120,7 @@ def read_answer(protocol: str, payload: str | bytes, configuration: Configuratio
 
 
 def _native_answer(document: dict, configuration: Configuration) -> DeviceAnswer:
-    version = document.get("version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise AnswerError(f"version {version!r} is not a whole number of at least 0")
+    version = _version(document.get("version"), "version")
     values = document.get("parameters", {})
     if not isinstance(values, dict):
         raise AnswerError('"parameters" is not an object of values')
@@ -129,8 +128,9 @@ def _native_answer(document: dict, configuration: Configuration) -> DeviceAnswer
     if status is None:
         return DeviceAnswer(version=version, is_report=True, values=values)
     if status == "stale":
-        current = document.get("current_version", version)
-        return DeviceAnswer(version=version, values={}, stale_at=current if isinstance(current, int) else version)
+        # "version" is the device's own (docs/device-parameters.md); "current_version", if given, says it too.
+        current = _version(document.get("current_version", version), "current_version")
+        return DeviceAnswer(version=current, values=values, stale_at=current)
     if status not in ("applied", "rejected", "partial"):
         raise AnswerError(f"status {status!r} is not applied, rejected, partial or stale")
     applied = document.get("applied", [])
@@ -143,6 +143,12 @@ def _native_answer(document: dict, configuration: Configuration) -> DeviceAnswer
         version=version, applied=applied, values=values, applies_all=status == "applied" and "applied" not in document,
         rejected={str(key): str(reason)[:1000] for key, reason in rejected.items()},
     )
+
+
+def _version(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_VERSION:
+        raise AnswerError(f"{name} {value!r} is not a whole number from 0 to {MAX_VERSION}")
+    return value
 
 
 def _tasmota_answer(document: dict, configuration: Configuration) -> DeviceAnswer:
@@ -160,9 +166,9 @@ def _tasmota_answer(document: dict, configuration: Configuration) -> DeviceAnswe
 def _shelly_answer(document: dict, configuration: Configuration) -> DeviceAnswer:
     request_id = document.get("id")
     parts = request_id.split(":", 2) if isinstance(request_id, str) else []
-    if len(parts) != 3 or parts[0] != SHELLY_REQUEST_PREFIX or not parts[1].isdigit():
+    if len(parts) != 3 or parts[0] != SHELLY_REQUEST_PREFIX or not re.fullmatch(r"[0-9]{1,10}", parts[1]):
         raise AnswerError(f"id {request_id!r} is not one of our requests")
-    version, key = int(parts[1]), parts[2]
+    version, key = _version(int(parts[1]), "the id's version"), parts[2]
     if "error" in document:
         error = document["error"]
         message = error.get("message", error) if isinstance(error, dict) else error

@@ -37,3 +37,14 @@ def prepare_bulk_change(bulk_change_id: int) -> int:
     from .bulk import prepare
 
     return prepare(bulk_change_id)
+
+
+@shared_task(name="control.tasks.resume_stalled_deliveries", ignore_result=True)
+def resume_stalled_deliveries() -> int:
+    """Celery beat, every minute: deliveries whose next step is overdue take it now."""
+    from .delivery import stalled_deliveries
+
+    overdue = stalled_deliveries()
+    for change_set_id, delivery_round, attempt in overdue:
+        enqueue(deliver_change_set, change_set_id, delivery_round, attempt)
+    return len(overdue)

@@ -303,6 +303,9 @@ if CONTROL_RETRY_MAX_S >= CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]:
     # Redis hands a task scheduled further ahead than the visibility timeout to a second worker.
     raise ImproperlyConfigured("CONTROL_RETRY_MAX_S must be below CELERY_VISIBILITY_TIMEOUT")
 CONTROL_PUBLISH_TIMEOUT_S = env_seconds("CONTROL_PUBLISH_TIMEOUT_S", 10.0)
+# A delivery step this late (a worker died holding its task) is taken by Celery beat's minute sweep.
+CONTROL_STALL_AFTER_S = env_seconds("CONTROL_STALL_AFTER_S", 60.0)
+CELERY_BEAT_SCHEDULE["control-resume-stalled-deliveries"] = {"task": "control.tasks.resume_stalled_deliveries", "schedule": 60.0}
 # The configuration agent's MQTT client id (one per agent process; its session keeps answers while it is down).
 CONTROL_AGENT_CLIENT_ID = os.environ.get("CONTROL_AGENT_CLIENT_ID", "iotwatt-config-agent-1").strip() or "iotwatt-config-agent-1"
 

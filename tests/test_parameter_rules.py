@@ -228,18 +228,71 @@ def test_an_old_answer_arriving_first_does_not_settle_the_newer_change():
     device = make_device("m1")
     request_changes(device, {"ct_ratio": 200})
     request_changes(device, {"ct_ratio": 400})
-    answer(device, {"version": 1, "status": "applied", "applied": ["ct_ratio"], "parameters": {"ct_ratio": 200}})
-    assert state_of(device)["ct_ratio"] == (400, 200, "pending", "")  # the device had 200 then; 400 is still on its way
+    assert answer(device, {"version": 1, "status": "applied", "applied": ["ct_ratio"], "parameters": {"ct_ratio": 200}}) == "late_answer"
+    assert state_of(device)["ct_ratio"] == (400, None, "pending", "")  # 400 is still on its way; the old answer changed nothing
     answer(device, {"version": 2, "status": "applied", "applied": ["ct_ratio"], "parameters": {"ct_ratio": 400}})
     assert state_of(device)["ct_ratio"] == (400, 400, "applied", "")
 
 
 @pytest.mark.django_db
-def test_a_stale_answer_rejects_the_change_set_with_the_devices_version():
+def test_a_device_ahead_of_the_numbering_gets_its_change_again_under_a_newer_version():
+    """A device registered again (or a restored database): the device is at version 7, the server starts at 1."""
     device = make_device("m1")
-    request_changes(device, {"ct_ratio": 200})
-    answer(device, {"version": 1, "status": "stale", "current_version": 9})
-    assert state_of(device)["ct_ratio"][2:] == ("rejected", "the device already has a newer configuration version 9")
+    first = request_changes(device, {"ct_ratio": 200})
+    assert answer(device, {"version": 7, "status": "stale", "parameters": {"ct_ratio": 100}}) == "stale"
+    first.refresh_from_db()
+    renewed = ChangeSet.objects.get(device=device, state="pending")
+    assert (first.state, renewed.version, renewed.values) == ("superseded", 8, {"ct_ratio": 200})
+    assert state_of(device)["ct_ratio"] == (200, 100, "pending", "")
+    answer(device, {"version": 8, "status": "applied", "applied": ["ct_ratio"], "parameters": {"ct_ratio": 200}})
+    assert state_of(device)["ct_ratio"] == (200, 200, "applied", "")
+
+
+@pytest.mark.django_db
+def test_a_report_from_a_device_ahead_numbers_the_next_change_after_it():
+    device = make_device("m1")
+    answer(device, {"version": 12, "parameters": {"ct_ratio": 100}})
+    assert request_changes(device, {"ct_ratio": 200}).version == 13
+
+
+@pytest.mark.django_db
+def test_an_answer_for_a_version_never_sent_changes_nothing_and_does_not_block_later_answers():
+    device = make_device("m1")
+    assert answer(device, {"version": 999, "status": "applied", "parameters": {"reporting_interval_s": 45}}) == "unknown_version"
+    assert state_of(device) == {}
+    change_set = request_changes(device, {"reporting_interval_s": 20})
+    assert change_set.version == 1000
+    answer(device, {"version": 1000, "status": "applied", "parameters": {"reporting_interval_s": 20}})
+    assert state_of(device)["reporting_interval_s"] == (20, 20, "applied", "")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("payload", [
+    '{"version": 0, "parameters": {"max_power_w": NaN, "ct_ratio": 50}}',
+    '{"version": 0, "parameters": {"max_power_w": Infinity, "ct_ratio": 50}}',
+    '{"version": 0, "parameters": {"relay_default": "a\\u0000b", "ct_ratio": 50}}',
+    '{"version": 0, "parameters": {"relay_default": "%s", "ct_ratio": 50}}' % ("x" * 5000),
+    '{"version": 0, "parameters": {"relay_default": {"deep": [1]}, "ct_ratio": 50}}',
+])
+def test_a_reported_value_no_parameter_can_hold_is_left_out_and_said(payload):
+    device = make_device("m1")
+    assert answer(device, payload) == "report"
+    assert state_of(device) == {"ct_ratio": (None, 50, "in_sync", "")}
+    assert "reported values not kept" in ParameterEvent.objects.get(kind="unreadable").note
+
+
+@pytest.mark.parametrize("payload, problem", [
+    ('{"version": 99999999999, "parameters": {}}', "version 99999999999"),
+    ('{"version": 1, "status": "stale", "current_version": -1}', "current_version -1"),
+])
+def test_a_version_out_of_range_is_unreadable(payload, problem):
+    with pytest.raises(AnswerError, match=problem):
+        read_answer("iotwatt", payload, NATIVE)
+
+
+def test_a_shelly_id_with_other_digits_is_not_ours():
+    with pytest.raises(AnswerError, match="not one of our requests"):
+        read_answer("shelly_rpc", '{"id": "iotwatt:\u00b2:initial_state", "result": {}}', SHELLY)
 
 
 @pytest.mark.django_db
@@ -350,3 +403,57 @@ def subscribed(mosquitto, topic_filter: str):
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+@pytest.mark.django_db
+def test_a_bulk_change_whose_change_sets_are_superseded_ends_done():
+    from assets.models import Device
+    from control import bulk
+
+    devices = [make_device(f"m{i}", tags=["pilot"]) for i in range(2)]
+    change = bulk.start(devices[0].site.organisation, Device.objects.filter(tags__contains=["pilot"]), {"ct_ratio": 200}, {"tag": "pilot"})
+    bulk.prepare(change.pk)
+    change.refresh_from_db()
+    assert change.state == "delivering"
+    for device in devices:
+        request_changes(device, {"ct_ratio": 400})
+    change.refresh_from_db()
+    assert change.state == "done" and change.finished_at is not None
+    assert bulk.progress(change)["by_state"]["superseded"] == 2
+
+
+@pytest.mark.django_db
+def test_only_a_change_set_waiting_for_the_device_restarts_when_it_comes_online():
+    from control.delivery import restart_delivery, wait_for_return
+
+    device = make_device("m1", online=True)
+    change_set = request_changes(device, {"ct_ratio": 200})
+    assert restart_delivery(device.pk) == [(change_set.pk, 1)]  # pending: not sent yet
+    ChangeSet.objects.filter(pk=change_set.pk).update(state="sent")
+    assert restart_delivery(device.pk) == []  # a retained "online" again: the retries go on as they were
+    ChangeSet.objects.filter(pk=change_set.pk).update(state="timed_out")
+    DeviceParameter.objects.filter(device=device).update(state="timed_out")
+    assert restart_delivery(device.pk) == []
+    wait_for_return(device.pk)  # it went offline after timing out: it waits for the device again
+    assert (ChangeSet.objects.get(pk=change_set.pk).state, state_of(device)["ct_ratio"][2]) == ("pending", "pending")
+    assert restart_delivery(device.pk) == [(change_set.pk, 2)]
+
+
+@pytest.mark.django_db
+def test_an_overdue_delivery_step_is_found_for_the_sweep(settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from control.delivery import stalled_deliveries
+
+    settings.CONTROL_RETRY_BASE_S, settings.CONTROL_RETRY_MAX_S, settings.CONTROL_STALL_AFTER_S = 10, 120, 60
+    waiting = request_changes(make_device("m1"), {"ct_ratio": 200})
+    offline = request_changes(make_device("m2", online=False), {"ct_ratio": 200})
+    now = timezone.now()
+    assert stalled_deliveries(now) == []
+    ChangeSet.objects.filter(pk=waiting.pk).update(state="sent", attempts=2, delivery_round=3, last_sent_at=now - timedelta(seconds=79))
+    assert stalled_deliveries(now) == []  # its retry is due 20 s after the send: late by 59 s, within the margin
+    ChangeSet.objects.filter(pk=waiting.pk).update(last_sent_at=now - timedelta(seconds=81))
+    ChangeSet.objects.filter(pk=offline.pk).update(created_at=now - timedelta(hours=1))
+    assert stalled_deliveries(now) == [(waiting.pk, 3, 2)]  # the offline device's change set waits for it, not for a worker
