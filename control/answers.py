@@ -3,8 +3,8 @@
 Rules (docs/device-parameters.md):
 - An answer only ever writes reported values and the answered change set's results; it never
   changes what is desired.
-- A change set that was superseded, or a report of a version older than the newest one applied,
-  changes nothing but the audit: a late answer cannot roll a newer state back.
+- An answer for a change set that was superseded (or never sent) changes nothing but the audit: a
+  late answer cannot roll a newer state back. Reports count in the order they come.
 - A parameter with nothing on its way whose reported value differs from the desired one has
   drifted: its state says so and an alert event is raised once, when the drift starts.
 """
@@ -57,9 +57,8 @@ class _Applier:
         if answer.stale_at is not None:
             return self._stale(answer)
         if answer.is_report:
-            if answer.version < self.state.reported_version:
-                self._event(ParameterEvent.Kind.LATE_ANSWER, note=f"report of version {answer.version} ignored: version {self.state.reported_version} was reported since")
-                return "old_report"
+            # Taken in the order it comes, even with a lower version: MQTT keeps one device's messages in order,
+            # and a device that was reset or replaced reports version 0 and its defaults, which must show.
             self._report(answer.values, answer.version)
             return "report"
         change_set = ChangeSet.objects.select_for_update().filter(device=self.device, version=answer.version).first()
@@ -71,7 +70,7 @@ class _Applier:
             return "late_answer"
         if change_set.state not in ANSWERABLE:
             return "repeated_answer"  # QoS 1 may deliver the same answer twice
-        if answer.values and answer.version >= self.state.reported_version:
+        if answer.values:
             self._report(answer.values, answer.version)
         applied = list(change_set.values) if answer.applies_all else answer.applied
         values = {key: change_set.values[key] for key in applied if key in change_set.values}
@@ -91,7 +90,7 @@ class _Applier:
         """The device already has version `stale_at` (or newer): the open change set goes again, renumbered after it."""
         from .changes import issue_change_set
 
-        if answer.values and answer.stale_at >= self.state.reported_version:
+        if answer.values:
             self._report(answer.values, answer.stale_at)
         open_set = ChangeSet.objects.select_for_update().filter(
             device=self.device, state__in=ChangeSet.OPEN, version__lte=answer.stale_at

@@ -311,12 +311,13 @@ def test_drift_is_visible_and_alerted_once_until_it_ends():
 
 
 @pytest.mark.django_db
-def test_an_older_report_is_ignored():
+def test_a_device_reset_to_its_defaults_shows_as_drift_and_takes_the_next_change():
     device = make_device("m1")
     request_changes(device, {"ct_ratio": 200})
     answer(device, {"version": 1, "status": "applied", "applied": ["ct_ratio"], "parameters": {"ct_ratio": 200}})
-    assert answer(device, {"version": 0, "parameters": {"ct_ratio": 100}}) == "old_report"
-    assert state_of(device)["ct_ratio"] == (200, 200, "applied", "")
+    assert answer(device, {"version": 0, "parameters": {"ct_ratio": 100}}) == "report"  # factory reset: version 0, defaults
+    assert state_of(device)["ct_ratio"] == (200, 100, "drifted", "the device reports 100, 200 is desired")
+    assert request_changes(device, {"ct_ratio": 200}).version == 2
 
 
 # --- Tasmota and Shelly answers ---------------------------------------------------------------------------

@@ -185,6 +185,7 @@ class DeviceLink:
         self.client = make_client(broker, device.device_id, mqtt_protocol, persistent=False)
         self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_socket_open = lambda client, userdata, sock: loop.watch(sock, self)
@@ -285,6 +286,10 @@ class DeviceLink:
         self._retry_s = RECONNECT_MIN_S
         self.device.counters.connects += 1
         client.subscribe([(topic, 1) for topic in self.protocol.subscriptions(self.device)])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        # Online only once subscribed: a broker may act on a SUBSCRIBE after later packets (amqtt does), and a
+        # change sent on hearing "online" would then find no subscriber.
         self.connected.set()
         self._publish_all(self.protocol.on_connected(self.device))
 

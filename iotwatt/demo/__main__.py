@@ -136,7 +136,9 @@ def main() -> None:
 
         from .household import DEMO_PASSWORD, DEMO_USERNAME, create_demo_household
         from .opsd import DATA_FILE, channel_keys, read_rows, telemetry_messages
-        from .parameters import CONTROLLER_PREFIX, change_and_wait, create_controller, wait_online
+        from django.utils import timezone
+
+        from .parameters import CONTROLLER_PREFIX, change_and_wait, create_controller, wait_until_heard
         from .publish import publish_all
 
         step("Migrating the database")
@@ -173,12 +175,13 @@ def main() -> None:
         controller = create_controller(site)
         processes["config-agent"] = start_process("config-agent", [sys.executable, "manage.py", "config_agent", "--client-id", "iotwatt-demo-config-agent"])
         wait_for_log_line(*processes["config-agent"], "subscribed to", timeout_s=60)
+        simulator_started = timezone.now()
         processes["simulator"] = start_process(
             "simulator",
             [sys.executable, "manage.py", "simulate_devices", "--prefix", CONTROLLER_PREFIX, "--count", "1", "--no-telemetry",
              "--mqtt-protocol", "5" if os.environ.get("MQTT_PROTOCOL", "5") == "5" else "3.1.1"],
         )
-        wait_online(controller)
+        wait_until_heard(controller, simulator_started)
         change_and_wait(controller, {"reporting_interval_s": 30, "relay_default": "off"})
         change_and_wait(controller, {"ct_ratio": 400})
         print("  desired, reported, state and the audit of each parameter: the device's admin page, and")

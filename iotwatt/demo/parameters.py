@@ -1,12 +1,13 @@
 """The demo's device-parameter step: a load controller, simulated over MQTT, takes one change and refuses another."""
 
 import time
+from datetime import datetime
 
 from django.db import transaction
 
 from assets.models import Device, DeviceModel, Site
 from control.changes import request_changes
-from control.models import ChangeSet, DeviceParameter
+from control.models import ChangeSet, DeviceConfiguration, DeviceParameter
 
 CONTROLLER_PREFIX = "iotwatt-demo-controller-"
 CONTROLLER_IDENTIFIER = f"{CONTROLLER_PREFIX}0001"  # the simulator names its devices prefix + number
@@ -20,9 +21,11 @@ def create_controller(site: Site) -> Device:
     return device
 
 
-def wait_online(device: Device, timeout_s: float = 60) -> None:
+def wait_until_heard(device: Device, since: datetime, timeout_s: float = 60) -> None:
+    """Online, and its configuration report since `since` taken in: the changes below start from what it has now."""
     deadline = time.monotonic() + timeout_s
-    while not Device.objects.filter(pk=device.pk, online=True).exists():
+    while not (Device.objects.filter(pk=device.pk, online=True).exists()
+               and DeviceConfiguration.objects.filter(device=device, reported_at__gte=since).exists()):
         if time.monotonic() > deadline:
             raise RuntimeError(f"{device} did not come online; see .demo/logs/simulator.log and config-agent.log")
         time.sleep(0.2)
