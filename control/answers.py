@@ -15,6 +15,7 @@ import math
 from datetime import datetime
 
 from django.db import transaction
+from django.utils import timezone
 
 from assets.models import Device
 from notifications.models import AlertEvent, raise_alert
@@ -53,10 +54,10 @@ class _Applier:
             return self._unmatched_refusal(answer.unmatched_refusal)
         if answer.version is None:
             return self._versionless(answer.values)
-        self._numbering_past(answer.version)
         if answer.stale_at is not None:
             return self._stale(answer)
         if answer.is_report:
+            self._numbering_past(answer.version)
             # Taken in the order it comes, even with a lower version: MQTT keeps one device's messages in order,
             # and a device that was reset or replaced reports version 0 and its defaults, which must show.
             self._report(answer.values, answer.version)
@@ -90,6 +91,7 @@ class _Applier:
         """The device already has version `stale_at` (or newer): the open change set goes again, renumbered after it."""
         from .changes import issue_change_set
 
+        self._numbering_past(answer.stale_at)
         if answer.values:
             self._report(answer.values, answer.stale_at)
         open_set = ChangeSet.objects.select_for_update().filter(
@@ -97,9 +99,8 @@ class _Applier:
         ).order_by("-version").first()
         if open_set is None:
             return "stale"
-        renewed = issue_change_set(self.device, self.state, self.rows, {}, bulk_change=open_set.bulk_change)
-        self._event(ParameterEvent.Kind.SUPERSEDED, change_set=open_set,
-                    note=f"the device is already at version {answer.stale_at}: sent again as version {renewed.version}")
+        issue_change_set(self.device, self.state, self.rows, {}, bulk_change=open_set.bulk_change,
+                         reason=f"the device is already at version {answer.stale_at}: sent again as version {{version}}")
         return "stale"
 
     def _versionless(self, values: dict) -> str:
@@ -175,7 +176,7 @@ class _Applier:
             self.state.reported_version, self.state.reported_at = version, self.received_at
             self.state.save(update_fields=["reported_version", "reported_at"])
 
-    def _results(self, change_set: ChangeSet, applied, rejected: dict) -> None:
+    def _results(self, change_set: ChangeSet, applied, rejected: dict, by_device: bool = True) -> None:
         from .bulk import finish_if_done
 
         answer = {"applied": list(change_set.answer.get("applied", [])), "rejected": dict(change_set.answer.get("rejected", {}))}
@@ -187,7 +188,7 @@ class _Applier:
             reason = storable_text(reason)  # the device's words, into text and JSON columns
             if key in change_set.values and key not in answer["rejected"]:
                 answer["rejected"][key] = reason
-                self._parameter_result(change_set, key, DeviceParameter.State.REJECTED, reason)
+                self._parameter_result(change_set, key, DeviceParameter.State.REJECTED, reason, by_device)
         change_set.answer = answer
         fields = ["answer"]
         if len(answer["applied"]) + len(answer["rejected"]) >= len(change_set.values):
@@ -198,7 +199,7 @@ class _Applier:
             change_set.answered_at = self.received_at
             change_set.reason = "; ".join(answer["rejected"].values())
             fields += ["state", "answered_at", "reason"]
-            if answer["rejected"]:
+            if answer["rejected"] and by_device:
                 raise_alert(
                     self.device, AlertEvent.Kind.PARAMETER_REJECTED,
                     f"{self.device} refused {', '.join(f'{k} ({r})' for k, r in answer['rejected'].items())}",
@@ -208,8 +209,10 @@ class _Applier:
         if change_set.bulk_change_id and change_set.state not in ChangeSet.OPEN:
             finish_if_done(change_set.bulk_change_id)
 
-    def _parameter_result(self, change_set: ChangeSet, key: str, result: str, reason: str) -> None:
+    def _parameter_result(self, change_set: ChangeSet, key: str, result: str, reason: str, by_device: bool = True) -> None:
         kind = ParameterEvent.Kind.APPLIED if result == DeviceParameter.State.APPLIED else ParameterEvent.Kind.REJECTED
+        if not by_device:
+            kind = ParameterEvent.Kind.NOT_SENT
         self._event(kind, key=key, change_set=change_set, new_value=change_set.values[key], note=reason)
         row = self.rows.get(key)
         if row is None or row.change_set_id != change_set.pk:
@@ -228,6 +231,7 @@ class _Applier:
                 if row.state == DeviceParameter.State.DRIFTED:
                     row.state, row.reason = DeviceParameter.State.IN_SYNC, ""
                     row.save(update_fields=["state", "reason"])
+                    self._event(ParameterEvent.Kind.DRIFT, key=key, old_value=row.desired, new_value=row.reported, note="drift ended: the device reports the desired value again")
                 continue
             already_drifted = row.state == DeviceParameter.State.DRIFTED
             row.state, row.reason = DeviceParameter.State.DRIFTED, f"the device reports {row.reported!r}, {row.desired!r} is desired"
@@ -242,6 +246,15 @@ class _Applier:
             device=self.device, key=key, kind=kind, change_set=change_set, old_value=old_value,
             new_value=new_value, device_answer=self.raw, note=storable_text(note[:2000]),
         )
+
+
+def refuse_unsent(device: Device, configuration: Configuration, change_set: ChangeSet, reasons: dict[str, str]) -> None:
+    """Parameters of a change set that cannot be sent (the model no longer defines them): refused here, said so."""
+    with transaction.atomic():
+        state = DeviceConfiguration.locked(device.pk)
+        rows = {row.key: row for row in DeviceParameter.objects.select_for_update().filter(device=device)}
+        applier = _Applier(device, configuration, state, rows, "", timezone.now())
+        applier._results(change_set, [], reasons, by_device=False)
 
 
 def storable_value(value) -> bool:

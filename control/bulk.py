@@ -4,8 +4,11 @@
 from collections import Counter
 from dataclasses import dataclass
 
-from django.db import transaction
-from django.db.models import Count, QuerySet
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from assets.models import Device
@@ -14,6 +17,7 @@ from .changes import ChangeRefused, plan_changes, request_changes
 from .models import BulkChange, ChangeSet, DeviceParameter
 
 PROGRESS_EVERY = 25  # devices between progress writes while the change sets are made
+ADVISORY_LOCK_SPACE = 7301  # pg_advisory_lock(space, bulk change id): one preparation run per bulk change
 
 
 def select_devices(devices: QuerySet, device_model=None, site=None, tag: str | None = None, device_ids=None) -> QuerySet:
@@ -76,6 +80,20 @@ def start(organisation, devices: QuerySet, values: dict, selection: dict, actor=
 
 
 def prepare(bulk_id: int) -> int:
+    """Make the bulk change's change sets, device by device, resuming where an earlier run stopped (a worker
+    killed, the database restarted: Celery beat's sweep queues it again). One run at a time per bulk change."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [ADVISORY_LOCK_SPACE, bulk_id])
+        if not cursor.fetchone()[0]:
+            return 0  # another worker is preparing it
+    try:
+        return _prepare(bulk_id)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [ADVISORY_LOCK_SPACE, bulk_id])
+
+
+def _prepare(bulk_id: int) -> int:
     bulk = BulkChange.objects.get(pk=bulk_id)
     if bulk.state != BulkChange.State.PREPARING:
         return 0
@@ -93,13 +111,23 @@ def prepare(bulk_id: int) -> int:
             except ChangeRefused as exc:
                 skipped[device.identifier] = "; ".join(exc.problems.values())
         if index % PROGRESS_EVERY == 0:
-            BulkChange.objects.filter(pk=bulk.pk).update(prepared=index, skipped=skipped)
-    missing = len(bulk.device_ids) - devices.count()
-    if missing:
-        skipped["(deleted)"] = f"{missing} devices were deleted before their change set was made"
-    BulkChange.objects.filter(pk=bulk.pk).update(prepared=len(bulk.device_ids), skipped=skipped, state=BulkChange.State.DELIVERING)
+            BulkChange.objects.filter(pk=bulk.pk).update(prepared=index, skipped=skipped, updated_at=timezone.now())
+    present = set(devices.values_list("pk", flat=True))
+    for pk in bulk.device_ids:
+        if pk not in present:
+            skipped[f"device #{pk}"] = "deleted before its change set was made"
+    BulkChange.objects.filter(pk=bulk.pk).update(
+        prepared=len(bulk.device_ids), skipped=skipped, state=BulkChange.State.DELIVERING, updated_at=timezone.now()
+    )
     finish_if_done(bulk.pk)
     return made
+
+
+def stalled_preparations(now=None) -> list[int]:
+    """Bulk changes still preparing with no progress for CONTROL_STALL_AFTER_S: their task died."""
+    now = now or timezone.now()
+    quiet_since = now - timedelta(seconds=settings.CONTROL_STALL_AFTER_S)
+    return list(BulkChange.objects.filter(state=BulkChange.State.PREPARING, updated_at__lt=quiet_since).values_list("pk", flat=True))
 
 
 def finish_if_done(bulk_id: int) -> None:
@@ -109,7 +137,13 @@ def finish_if_done(bulk_id: int) -> None:
 
 
 def progress(bulk: BulkChange) -> dict:
-    by_state = Counter(dict(bulk.change_sets.values_list("state").annotate(n=Count("pk")).values_list("state", "n")))
+    """Per device, its newest change set of this bulk change (a device whose change set went again under a newer
+    version, after a "stale" answer, counts once)."""
+    if bulk.state == BulkChange.State.DELIVERING:
+        finish_if_done(bulk.pk)  # a device deleted with its change set open leaves nothing else to end it
+        bulk.refresh_from_db()
+    newest = bulk.change_sets.order_by("device_id", "-version").distinct("device_id").values_list("state", flat=True)
+    by_state = Counter(newest)
     answered = sum(by_state[state] for state in (ChangeSet.State.APPLIED, ChangeSet.State.PARTIAL, ChangeSet.State.REJECTED))
     finished = sum(n for state, n in by_state.items() if state not in ChangeSet.OPEN)
     messages = sum(bulk.change_sets.values_list("messages_sent", flat=True))

@@ -78,12 +78,16 @@ def request_changes(device: Device, values: dict, actor=None, bulk_change=None) 
         for change in planned:
             row = parameters.get(change.key) or DeviceParameter(device=device, key=change.key)
             parameters[change.key] = row
-            if change.current_desired is None or not values_equal(change.current_desired, change.new_value):
+            if change.needs_sending or change.current_desired is None or not values_equal(change.current_desired, change.new_value):
                 requested.append(ParameterEvent(
                     device=device, key=change.key, kind=ParameterEvent.Kind.REQUESTED, actor=actor,
                     old_value=change.current_desired if change.current_desired is not None else change.reported,
                     new_value=change.new_value,
-                    note="" if change.needs_sending else "the device already has this value",
+                    note=(
+                        "the device already has this value" if not change.needs_sending
+                        else "asked again" if change.current_desired is not None and values_equal(change.current_desired, change.new_value)
+                        else ""
+                    ),
                 ))
             row.desired, row.desired_at = change.new_value, now
             if change.needs_sending:
@@ -100,13 +104,16 @@ def request_changes(device: Device, values: dict, actor=None, bulk_change=None) 
 
 
 def issue_change_set(device: Device, configuration_row: DeviceConfiguration, parameters: dict, values: dict,
-                     actor=None, bulk_change=None) -> ChangeSet:
-    """The device's next version, carrying `values` and whatever is still on its way; the open change set
-    is superseded. Called under the device's lock, with its parameter rows locked."""
+                     actor=None, bulk_change=None, reason: str = "superseded by version {version}") -> ChangeSet:
+    """The device's next version, carrying `values` and whatever has not reached the device yet (on its way, or
+    timed out); the open change set is superseded, for `reason`. Called under the device's lock, with its
+    parameter rows locked."""
     from .bulk import finish_if_done
 
+    not_there_yet = (*DeviceParameter.IN_FLIGHT, DeviceParameter.State.TIMED_OUT)
     on_their_way = {
-        key: row.desired for key, row in parameters.items() if row.state in DeviceParameter.IN_FLIGHT and key not in values
+        key: row.desired for key, row in parameters.items()
+        if row.state in not_there_yet and row.desired is not None and key not in values
     }
     configuration_row.last_version += 1
     configuration_row.save(update_fields=["last_version"])
@@ -116,7 +123,7 @@ def issue_change_set(device: Device, configuration_row: DeviceConfiguration, par
     )
     for older in ChangeSet.objects.select_for_update().filter(device=device, state__in=ChangeSet.OPEN).exclude(pk=change_set.pk):
         older.state, older.superseded_by = ChangeSet.State.SUPERSEDED, change_set
-        older.reason = f"superseded by version {change_set.version}"
+        older.reason = reason.format(version=change_set.version)
         older.save(update_fields=["state", "superseded_by", "reason"])
         ParameterEvent.objects.create(device=device, kind=ParameterEvent.Kind.SUPERSEDED, change_set=older, actor=actor, note=older.reason)
         if older.bulk_change_id and older.bulk_change_id != (bulk_change.pk if bulk_change else None):

@@ -17,10 +17,10 @@ from django.utils import timezone
 
 from notifications.models import AlertEvent, raise_alert
 
-from .answers import apply_answer
+from .answers import refuse_unsent
 from .definitions import Configuration, configuration_of
-from .models import ChangeSet, DeviceConfiguration, DeviceParameter, ParameterEvent
-from .protocols import DeviceAnswer, change_set_messages
+from .models import BulkChange, ChangeSet, DeviceConfiguration, DeviceParameter, ParameterEvent
+from .protocols import change_set_messages
 from .publisher import PublishError, publisher
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def deliver(change_set_id: int, delivery_round: int, attempt: int, publish=None)
         undefined = {key: f"{key} is no longer a parameter of the device model {device.device_model}" for key in unanswered if key not in configuration.parameters}
         if undefined:
             # The model's map changed after the request: say so at once rather than send what cannot be sent.
-            apply_answer(device, configuration, DeviceAnswer(version=change_set.version, rejected=undefined), "", timezone.now())
+            refuse_unsent(device, configuration, change_set, undefined)
             change_set.refresh_from_db()
             unanswered = {key: value for key, value in unanswered.items() if key not in undefined}
             if not unanswered:
@@ -119,11 +119,13 @@ def _time_out(change_set: ChangeSet) -> None:
     )
     DeviceParameter.objects.filter(change_set=change_set, key__in=keys).update(state=DeviceParameter.State.TIMED_OUT, reason=reason)
     ParameterEvent.objects.create(device=device, kind=ParameterEvent.Kind.TIMED_OUT, change_set=change_set, note=reason)
-    raise_alert(
-        device, AlertEvent.Kind.PARAMETER_TIMED_OUT,
-        f"{device}: parameter change version {change_set.version} ({', '.join(keys)}) timed out: {reason}",
-        change_set=change_set.pk,
-    )
+    # Timed out again after the device came back: it was alerted the first time.
+    if not AlertEvent.objects.filter(device=device, kind=AlertEvent.Kind.PARAMETER_TIMED_OUT, details__change_set=change_set.pk).exists():
+        raise_alert(
+            device, AlertEvent.Kind.PARAMETER_TIMED_OUT,
+            f"{device}: parameter change version {change_set.version} ({', '.join(keys)}) timed out: {reason}",
+            change_set=change_set.pk,
+        )
     if change_set.bulk_change_id:
         finish_if_done(change_set.bulk_change_id)
 
@@ -151,6 +153,8 @@ def wait_for_return(device_id: int) -> None:
             return
         DeviceParameter.objects.filter(change_set=newest, state=DeviceParameter.State.TIMED_OUT).update(state=DeviceParameter.State.PENDING)
         _wait_for_device(newest)
+        if newest.bulk_change_id:  # its bulk change is under way again
+            BulkChange.objects.filter(pk=newest.bulk_change_id).update(state=BulkChange.State.DELIVERING, finished_at=None)
 
 
 def stalled_deliveries(now=None) -> list[tuple[int, int, int]]:

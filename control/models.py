@@ -53,6 +53,7 @@ class BulkChange(models.Model):
     prepared = models.PositiveIntegerField(default=0, help_text="Devices whose change set is made")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, help_text="Last progress while the change sets are made")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -156,6 +157,7 @@ class ParameterEvent(models.Model):
         DRIFT = "drift", "drift"
         LATE_ANSWER = "late_answer", "answer for an older change set"
         UNREADABLE = "unreadable", "unreadable answer"
+        NOT_SENT = "not_sent", "refused before sending"
 
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="parameter_events")
     key = models.CharField(max_length=100, blank=True, help_text="Empty for an event of the whole change set")

@@ -23,7 +23,9 @@ _ANSWER_PATTERNS = {
     "shelly_rpc": re.compile(r"^iotwatt-config/(?P<device>[^/+#]+)/rpc$"),
 }
 SHELLY_REQUEST_PREFIX = "iotwatt"
-MAX_VERSION = 2_147_483_647  # what the database's version columns hold
+# Versions a device may name: far below what the database's columns hold (2,147,483,647), so that numbering
+# after the highest a device says it has always leaves room.
+MAX_VERSION = 1_000_000_000
 
 
 class AnswerError(ValueError):
@@ -113,6 +115,8 @@ def read_answer(protocol: str, payload: str | bytes, configuration: Configuratio
         document = json.loads(text)
     except (UnicodeDecodeError, ValueError):
         raise AnswerError("the answer is not JSON text") from None
+    except RecursionError:
+        raise AnswerError("the answer is JSON nested too deep") from None
     if not isinstance(document, dict):
         raise AnswerError("the answer is not a JSON object")
     reader = {"iotwatt": _native_answer, "tasmota": _tasmota_answer, "shelly_rpc": _shelly_answer}[protocol]

@@ -41,10 +41,15 @@ def prepare_bulk_change(bulk_change_id: int) -> int:
 
 @shared_task(name="control.tasks.resume_stalled_deliveries", ignore_result=True)
 def resume_stalled_deliveries() -> int:
-    """Celery beat, every minute: deliveries whose next step is overdue take it now."""
+    """Celery beat, every minute: deliveries whose next step is overdue take it now, and bulk changes whose
+    preparation stopped go on."""
+    from .bulk import stalled_preparations
     from .delivery import stalled_deliveries
 
     overdue = stalled_deliveries()
     for change_set_id, delivery_round, attempt in overdue:
         enqueue(deliver_change_set, change_set_id, delivery_round, attempt)
-    return len(overdue)
+    stuck = stalled_preparations()
+    for bulk_change_id in stuck:
+        enqueue(prepare_bulk_change, bulk_change_id)
+    return len(overdue) + len(stuck)

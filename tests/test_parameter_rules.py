@@ -261,8 +261,8 @@ def test_an_answer_for_a_version_never_sent_changes_nothing_and_does_not_block_l
     assert answer(device, {"version": 999, "status": "applied", "parameters": {"reporting_interval_s": 45}}) == "unknown_version"
     assert state_of(device) == {}
     change_set = request_changes(device, {"reporting_interval_s": 20})
-    assert change_set.version == 1000
-    answer(device, {"version": 1000, "status": "applied", "parameters": {"reporting_interval_s": 20}})
+    assert change_set.version == 1  # only the device's own report or "stale" moves the numbering on
+    answer(device, {"version": 1, "status": "applied", "parameters": {"reporting_interval_s": 20}})
     assert state_of(device)["reporting_interval_s"] == (20, 20, "applied", "")
 
 
@@ -383,6 +383,10 @@ def test_a_parameter_the_model_no_longer_defines_is_refused_at_delivery_not_sent
     change_set.refresh_from_db()
     assert change_set.state == "rejected"
     assert sent == [("cmnd/plug-1/TelePeriod", "60")]
+    # Refused here, not by the device: the audit says so, and no alert blames the device.
+    assert set(ParameterEvent.objects.filter(device=device, kind="not_sent").values_list("key", flat=True)) == {"power_delta", "tele_period_s"}
+    assert not ParameterEvent.objects.filter(device=device, kind="rejected").exists()
+    assert not AlertEvent.objects.filter(kind="parameter_rejected").exists()
 
 
 @contextmanager
@@ -458,3 +462,67 @@ def test_an_overdue_delivery_step_is_found_for_the_sweep(settings):
     ChangeSet.objects.filter(pk=waiting.pk).update(last_sent_at=now - timedelta(seconds=81))
     ChangeSet.objects.filter(pk=offline.pk).update(created_at=now - timedelta(hours=1))
     assert stalled_deliveries(now) == [(waiting.pk, 3, 2)]  # the offline device's change set waits for it, not for a worker
+
+
+@pytest.mark.django_db
+def test_a_parameter_whose_change_timed_out_goes_along_with_the_next_change():
+    device = make_device("m1")
+    first = request_changes(device, {"relay_default": "off"})
+    ChangeSet.objects.filter(pk=first.pk).update(state="timed_out")
+    DeviceParameter.objects.filter(device=device).update(state="timed_out")
+    second = request_changes(device, {"ct_ratio": 50})
+    assert second.values == {"relay_default": "off", "ct_ratio": 50}
+    assert state_of(device)["relay_default"][2] == "pending"
+
+
+@pytest.mark.django_db
+def test_asking_again_for_a_value_that_did_not_arrive_is_in_the_audit(django_user_model):
+    operator = django_user_model.objects.create(username="ops2")
+    device = make_device("m1")
+    first = request_changes(device, {"ct_ratio": 200})
+    ChangeSet.objects.filter(pk=first.pk).update(state="timed_out")
+    DeviceParameter.objects.filter(device=device).update(state="timed_out")
+    again = request_changes(device, {"ct_ratio": 200}, actor=operator)
+    event = ParameterEvent.objects.get(kind="requested", change_set=again)
+    assert (event.actor, event.old_value, event.new_value, event.note) == (operator, 200, 200, "asked again")
+
+
+@pytest.mark.django_db
+def test_a_change_set_timing_out_again_raises_no_second_alert():
+    from control.delivery import _time_out, wait_for_return
+
+    device = make_device("m1")
+    change_set = request_changes(device, {"ct_ratio": 200})
+    _time_out(ChangeSet.objects.select_related("device").get(pk=change_set.pk))
+    wait_for_return(device.pk)
+    _time_out(ChangeSet.objects.select_related("device").get(pk=change_set.pk))
+    assert AlertEvent.objects.filter(kind="parameter_timed_out").count() == 1
+    assert ParameterEvent.objects.filter(kind="timed_out").count() == 2
+
+
+@pytest.mark.django_db
+def test_a_stopped_preparation_resumes_where_it_stopped_and_counts_each_device_once(settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from assets.models import Device
+    from control import bulk
+    from control.models import BulkChange
+
+    devices = [make_device(f"m{i}", tags=["pilot"]) for i in range(3)]
+    change = bulk.start(devices[0].site.organisation, Device.objects.filter(tags__contains=["pilot"]), {"ct_ratio": 200}, {"tag": "pilot"})
+    request_changes(devices[0], {"ct_ratio": 200}, bulk_change=change)  # as if the task stopped after the first device
+    deleted_pk = devices[2].pk
+    devices[2].delete()
+    settings.CONTROL_STALL_AFTER_S = 60
+    assert bulk.stalled_preparations(timezone.now()) == []
+    assert bulk.stalled_preparations(timezone.now() + timedelta(seconds=61)) == [change.pk]
+    assert bulk.prepare(change.pk) == 1  # the second device only
+    change.refresh_from_db()
+    assert change.state == "delivering" and change.skipped == {f"device #{deleted_pk}": "deleted before its change set was made"}
+    assert ChangeSet.objects.filter(bulk_change=change).count() == 2
+    answer(devices[1], {"version": 5, "status": "stale", "parameters": {"ct_ratio": 100}})  # sent again as version 6
+    numbers = bulk.progress(change)
+    assert (numbers["change_sets"], numbers["by_state"]["pending"], numbers["by_state"]["superseded"]) == (2, 2, 0)
+    assert BulkChange.objects.get(pk=change.pk).state == "delivering"
