@@ -7,6 +7,7 @@ answers a message and what its telemetry looks like. Everything returns messages
 
 import json
 import logging
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from . import telemetry
@@ -37,7 +38,7 @@ def _parse_json(device: SimulatedDevice, payload: bytes):
         return None
 
 
-class DeviceProtocol:
+class DeviceProtocol(ABC):
     # Topics with "{device}" for the device id.
     status_topic_template: str
     subscription_templates: tuple[str, ...]
@@ -61,11 +62,13 @@ class DeviceProtocol:
         """A change by other means than the protocol: nothing to say unless the protocol reports."""
         return []
 
+    @abstractmethod
     def handle(self, device: SimulatedDevice, topic: str, payload: bytes) -> list[Outgoing]:
-        raise NotImplementedError
+        """What the device publishes in answer to a message on one of its subscriptions."""
 
+    @abstractmethod
     def telemetry(self, device: SimulatedDevice, sample: telemetry.Sample) -> Outgoing:
-        raise NotImplementedError
+        """The device's telemetry message for one sample, in its own format."""
 
     def relay_changed(self, device: SimulatedDevice) -> list[Outgoing]:
         """A relay switched: the device sends a reading at once, as Tasmota and Shelly publish a change."""

@@ -201,7 +201,7 @@ def _electrics(power_w: float) -> dict:
 
 
 def tasmota_sensor_message(sample: Sample, channel: str) -> dict:
-    """`tele/<id>/SENSOR` of a Tasmota energy driver (../shared/payloads/tasmota_sensor_energy.json).
+    """`tele/<id>/SENSOR` of a Tasmota energy driver, as Tasmota publishes it.
 
     Time is the device's wall clock without offset, its zone being UTC here.
     """
@@ -226,7 +226,7 @@ def tasmota_sensor_message(sample: Sample, channel: str) -> dict:
 
 
 def shelly_switch_status(sample: Sample, channel: str, switch_id: int, output: bool) -> dict:
-    """`<id>/status/switch:<n>` of a Shelly Gen2 metering relay (../shared/payloads, Shelly Plus 1PM)."""
+    """`<id>/status/switch:<n>` of a Shelly Gen2 metering relay, as a Shelly Plus 1PM publishes it."""
     power = sample.power_w[channel]
     electrics = _electrics(power)
     minute_mwh = round(power * 1000 / 60, 3)  # by_minute is mWh per minute
