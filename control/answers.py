@@ -104,54 +104,53 @@ class _Applier:
         return "stale"
 
     def _versionless(self, values: dict) -> str:
-        """Tasmota: a RESULT answers the parameter's open change set when it shows the value sent; the value of
-        an older, superseded command is that command's late answer; any other value is what the device kept."""
-        applied, rejected, late = [], {}, []
-        change_sets = {}
+        """Tasmota: answers carry no version, but the device answers its commands in the order they came. Each
+        RESULT answers the oldest command for its parameter still awaiting one (DeviceConfiguration.awaiting);
+        a value nobody sent for is the device's own change (its console, a button)."""
+        awaiting = [list(entry) for entry in self.state.awaiting]
+        outcomes = []
         for key, value in values.items():
-            row = self.rows.get(key)
-            change_set = row.change_set if row is not None and row.change_set_id and row.state in (*DeviceParameter.IN_FLIGHT, DeviceParameter.State.TIMED_OUT) else None
-            if change_set is not None:
-                change_set = ChangeSet.objects.select_for_update().get(pk=change_set.pk)
-            if change_set is None or key not in change_set.values or key in _answered(change_set):
+            index = next((i for i, (_, awaited_key, _) in enumerate(awaiting) if awaited_key == key), None)
+            if index is None:
+                self._report({key: value}, None)
+                outcomes.append("report")
                 continue
-            asked = change_set.values[key]
-            if values_equal(asked, value):
-                applied.append(key)
-                change_sets[key] = change_set
-            elif self._superseded_value(key, value, change_set):
-                late.append(key)
-            else:
-                rejected[key] = f"the device kept {value!r} (asked {asked!r})"
-                change_sets[key] = change_set
-        self._report({key: value for key, value in values.items() if key not in late}, None)
-        for key in late:
-            self._event(ParameterEvent.Kind.LATE_ANSWER, key=key, new_value=values[key], note="answer to an older command")
-        for change_set in {cs.pk: cs for cs in change_sets.values()}.values():
-            self._results(
-                change_set,
-                [key for key in applied if change_sets[key].pk == change_set.pk],
-                {key: reason for key, reason in rejected.items() if change_sets[key].pk == change_set.pk},
-            )
-        return "answer" if change_sets else ("late_answer" if late else "report")
-
-    def _superseded_value(self, key, value, current: ChangeSet) -> bool:
-        older = ChangeSet.objects.filter(device=self.device, state=ChangeSet.State.SUPERSEDED, version__lt=current.version).order_by("-version")[:5]
-        return any(key in cs.values and values_equal(cs.values[key], value) for cs in older)
+            version, _, asked = awaiting.pop(index)
+            outcomes.append(self._command_answer(version, key, asked, value=value))
+        self._set_awaiting(awaiting)
+        return "answer" if "answer" in outcomes else (outcomes[0] if outcomes else "report")
 
     def _unmatched_refusal(self, reason: str) -> str:
-        """A refusal that does not name its command: the first command of the open change set not answered
-        yet, as the device handles its commands in the order they came (key order, control/protocols.py)."""
-        change_set = ChangeSet.objects.select_for_update().filter(device=self.device, state__in=ChangeSet.OPEN).order_by("-version").first()
-        if change_set is None:
-            self._event(ParameterEvent.Kind.UNREADABLE, note=f"{reason}, with no change on its way")
+        """A refusal that does not name its command ({"Command":"Unknown"}): the oldest command awaiting an answer."""
+        awaiting = [list(entry) for entry in self.state.awaiting]
+        if not awaiting:
+            self._event(ParameterEvent.Kind.UNREADABLE, note=f"{reason}, with no command awaiting an answer")
             return "unmatched"
-        answered = _answered(change_set)
-        key = next((key for key in sorted(change_set.values) if key not in answered), None)
-        if key is None:
-            return "unmatched"
-        self._results(change_set, [], {key: reason})
+        version, key, asked = awaiting.pop(0)
+        self._set_awaiting(awaiting)
+        return self._command_answer(version, key, asked, refusal=reason)
+
+    def _command_answer(self, version: int, key: str, asked, value=None, refusal: str | None = None) -> str:
+        change_set = ChangeSet.objects.select_for_update().filter(device=self.device, version=version).first()
+        if change_set is None or change_set.state == ChangeSet.State.SUPERSEDED:
+            self._event(ParameterEvent.Kind.LATE_ANSWER, key=key, change_set=change_set, new_value=value,
+                        note=f"answer to the command of version {version}, superseded by a newer one: nothing changed")
+            return "late_answer"
+        if change_set.state not in ANSWERABLE or key in _answered(change_set):
+            return "repeated_answer"  # the answer to a command sent again
+        if refusal is not None:
+            self._results(change_set, [], {key: refusal})
+            return "answer"
+        self._report({key: value}, None)
+        if values_equal(asked, value):
+            self._results(change_set, [key], {})
+        else:
+            self._results(change_set, [], {key: f"the device kept {value!r} (asked {asked!r})"})
         return "answer"
+
+    def _set_awaiting(self, awaiting: list) -> None:
+        self.state.awaiting = awaiting
+        self.state.save(update_fields=["awaiting"])
 
     def _report(self, values: dict, version: int | None) -> None:
         unstorable = []

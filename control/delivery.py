@@ -25,6 +25,8 @@ from .publisher import PublishError, publisher
 
 log = logging.getLogger(__name__)
 
+MAX_AWAITING = 200  # commands awaiting an answer kept per device; older ones are forgotten
+
 
 @dataclass(frozen=True)
 class Step:
@@ -47,7 +49,7 @@ def deliver(change_set_id: int, delivery_round: int, attempt: int, publish=None)
     if device_id is None:
         return Step("closed")
     with transaction.atomic():
-        DeviceConfiguration.locked(device_id)
+        device_state = DeviceConfiguration.locked(device_id)
         change_set = ChangeSet.objects.select_for_update().select_related("device__device_model", "device__site").filter(pk=change_set_id).first()
         if change_set is None or not change_set.is_open:
             return Step("closed")
@@ -79,6 +81,11 @@ def deliver(change_set_id: int, delivery_round: int, attempt: int, publish=None)
             log.warning("change set %s of %s not sent (%s); trying again", change_set.version, device, exc)
             # Not counted as an attempt: the device had no chance to answer.
             return Step("broker_unavailable", next_attempt=attempt, delay_s=retry_delay(1))
+        if configuration.protocol == "tasmota":
+            # Its answers name no version: they are matched to these commands in order (control/answers.py).
+            sent = [[change_set.version, key, value] for key, value in sorted(unanswered.items())]
+            device_state.awaiting = (device_state.awaiting + sent)[-MAX_AWAITING:]
+            device_state.save(update_fields=["awaiting"])
         change_set.attempts += 1
         change_set.messages_sent += len(messages)
         change_set.state, change_set.last_sent_at, change_set.reason = ChangeSet.State.SENT, timezone.now(), ""

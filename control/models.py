@@ -21,6 +21,11 @@ class DeviceConfiguration(models.Model):
         default=0, help_text="The change set version the device's newest accepted report or answer said it had"
     )
     reported_at = models.DateTimeField(null=True, blank=True)
+    awaiting = models.JSONField(
+        default=list, blank=True,
+        help_text="Protocols whose answers carry no version (Tasmota): [version, parameter, value] of each command sent "
+                  "and not answered yet, oldest first",
+    )
 
     def __str__(self):
         return f"configuration of {self.device}"

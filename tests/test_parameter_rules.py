@@ -322,14 +322,26 @@ def test_a_device_reset_to_its_defaults_shows_as_drift_and_takes_the_next_change
 
 # --- Tasmota and Shelly answers ---------------------------------------------------------------------------
 
+def sent(change_set, mosquitto) -> None:
+    """One delivery step of the change set, published to the test's Mosquitto (no device listens)."""
+    from control.delivery import deliver
+    from control.publisher import Publisher
+
+    change_set.refresh_from_db()
+    step = deliver(change_set.pk, change_set.delivery_round, change_set.attempts, publish=Publisher(mosquitto.url, "5", timeout_s=10).publish)
+    assert step.outcome == "sent"
+
+
+TASMOTA_ANSWER = {"configuration": TASMOTA, "protocol": "tasmota"}
+
+
 @pytest.mark.django_db
-def test_tasmota_results_apply_show_clamping_and_match_an_unnamed_refusal():
+def test_tasmota_results_apply_show_clamping_and_match_an_unnamed_refusal(mosquitto):
     device = make_device("plug-1", protocol="tasmota")
-    request_changes(device, {"tele_period_s": 60, "power_on_state": 1, "power_delta": 105})
-    tasmota = {"configuration": TASMOTA, "protocol": "tasmota"}
-    answer(device, '{"PowerDelta":110}', **tasmota)
-    answer(device, '{"Command":"Unknown"}', **tasmota)  # the next command in key order: PowerOnState
-    answer(device, '{"TelePeriod":60}', **tasmota)
+    sent(request_changes(device, {"tele_period_s": 60, "power_on_state": 1, "power_delta": 105}), mosquitto)
+    answer(device, '{"PowerDelta":110}', **TASMOTA_ANSWER)
+    answer(device, '{"Command":"Unknown"}', **TASMOTA_ANSWER)  # the oldest command awaiting an answer: PowerOnState
+    answer(device, '{"TelePeriod":60}', **TASMOTA_ANSWER)
     assert state_of(device) == {
         "tele_period_s": (60, 60, "applied", ""),
         "power_on_state": (1, None, "rejected", "Tasmota answered Command: Unknown"),
@@ -339,14 +351,51 @@ def test_tasmota_results_apply_show_clamping_and_match_an_unnamed_refusal():
 
 
 @pytest.mark.django_db
-def test_a_tasmota_result_of_a_superseded_command_is_its_late_answer():
+def test_a_tasmota_result_of_a_superseded_command_is_its_late_answer(mosquitto):
     device = make_device("plug-1", protocol="tasmota")
-    request_changes(device, {"tele_period_s": 60})
-    request_changes(device, {"tele_period_s": 120})
-    assert answer(device, '{"TelePeriod":60}', configuration=TASMOTA, protocol="tasmota") == "late_answer"
-    assert state_of(device)["tele_period_s"] == (120, None, "pending", "")
-    answer(device, '{"TelePeriod":120}', configuration=TASMOTA, protocol="tasmota")
+    sent(request_changes(device, {"tele_period_s": 60}), mosquitto)
+    sent(request_changes(device, {"tele_period_s": 120}), mosquitto)
+    assert answer(device, '{"TelePeriod":60}', **TASMOTA_ANSWER) == "late_answer"
+    assert state_of(device)["tele_period_s"] == (120, None, "sent", "")
+    answer(device, '{"TelePeriod":120}', **TASMOTA_ANSWER)
     assert state_of(device)["tele_period_s"] == (120, 120, "applied", "")
+
+
+@pytest.mark.django_db
+def test_tasmota_answers_to_quick_changes_back_and_forth_go_to_their_own_commands(mosquitto):
+    """100, then 300, then 100 again before any answer: each answer is its own command's, in order."""
+    device = make_device("plug-1", protocol="tasmota")
+    for value in (100, 300, 100):
+        sent(request_changes(device, {"tele_period_s": value}), mosquitto)
+    newest = ChangeSet.objects.get(device=device, state="sent")
+    assert answer(device, '{"TelePeriod":100}', **TASMOTA_ANSWER) == "late_answer"
+    assert answer(device, '{"TelePeriod":300}', **TASMOTA_ANSWER) == "late_answer"
+    assert state_of(device)["tele_period_s"] == (100, None, "sent", "")
+    assert answer(device, '{"TelePeriod":100}', **TASMOTA_ANSWER) == "answer"
+    assert state_of(device)["tele_period_s"] == (100, 100, "applied", "")
+    assert ChangeSet.objects.get(pk=newest.pk).state == "applied"
+    assert not AlertEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_tasmota_refusal_goes_to_the_oldest_command_even_after_a_second_change(mosquitto):
+    device = make_device("plug-1", protocol="tasmota")
+    sent(request_changes(device, {"power_delta": 10}), mosquitto)
+    sent(request_changes(device, {"tele_period_s": 20}), mosquitto)  # carries power_delta again
+    answer(device, '{"Command":"Error"}', **TASMOTA_ANSWER)  # the first PowerDelta: superseded
+    answer(device, '{"Command":"Error"}', **TASMOTA_ANSWER)  # the second PowerDelta
+    answer(device, '{"TelePeriod":20}', **TASMOTA_ANSWER)
+    assert state_of(device) == {
+        "power_delta": (10, None, "rejected", "Tasmota answered Command: Error"),
+        "tele_period_s": (20, 20, "applied", ""),
+    }
+
+
+@pytest.mark.django_db
+def test_a_tasmota_value_nobody_asked_for_is_the_devices_own_change():
+    device = make_device("plug-1", protocol="tasmota")
+    assert answer(device, '{"TelePeriod":90}', **TASMOTA_ANSWER) == "report"
+    assert state_of(device) == {"tele_period_s": (None, 90, "in_sync", "")}
 
 
 @pytest.mark.django_db
