@@ -1,7 +1,8 @@
 """Which devices a user's bulk parameter change reaches: the admin's and the API's one rule.
 
 A bulk change belongs to one organisation, so a selection that spans two is refused rather than
-split; every device must be in an organisation where the user has a writing role.
+split; every device must be in an organisation where the user has a writing role. A selection by
+device model, site or tag reaches only the devices the user may change.
 """
 
 from django.db.models import QuerySet
@@ -25,6 +26,13 @@ def writable_selection(user, device_model=None, site=None, tag: str | None = Non
     if device_model is None and site is None and not tag and device_ids is None:
         raise SelectionRefused("Choose the devices: a device model, a site, a tag or a list of devices.")
     devices = select_devices(tenancy.visible(Device.objects.all(), user), device_model, site, tag, device_ids)
+    if device_ids is None:
+        # Chosen by model, site or tag (a shared device model reaches every organisation the user sees): the
+        # devices the user may change. Devices named one by one are refused below instead of quietly left out.
+        changeable = select_devices(tenancy.writable(Device.objects.all(), user), device_model, site, tag)
+        if not changeable.exists() and devices.exists():
+            raise SelectionNotWritable("Your role does not allow changes to these devices.")
+        devices = changeable
     organisation_ids = set(devices.order_by().values_list("site__organisation_id", flat=True).distinct())
     if not organisation_ids:
         raise SelectionRefused("No device matches this selection.")

@@ -327,3 +327,19 @@ def test_devices_show_and_filter_by_tags(fleet):
 
 def test_the_schema_generates_without_warnings():
     call_command("spectacular", "--fail-on-warn", "--validate", stdout=StringIO(), stderr=StringIO())
+
+
+def test_a_selection_by_tag_reaches_only_the_devices_the_user_may_change(a, b):
+    """Operator in A, viewer in B, one tag on devices of both: the bulk change is A's devices, not a refusal."""
+    mixed = make_user("mixed-tag")
+    Membership.objects.create(user=mixed, organisation=a.organisation, role="operator")
+    Membership.objects.create(user=mixed, organisation=b.organisation, role="viewer")
+    for device in (a.device, b.device):
+        device.tags = ["shared-tag"]
+        device.save(update_fields=["tags"])
+    response = token_client(mixed).post(reverse("parameterchange-list"), {"values": {"ct_ratio": 200}, "tag": "shared-tag"}, format="json")
+    assert response.status_code == 202 and response.json()["device_ids"] == [a.device.pk]
+    # Named one by one, B's device is refused rather than quietly left out.
+    response = token_client(mixed).post(reverse("parameterchange-list"), {"values": {"ct_ratio": 200}, "devices": [a.device.pk, b.device.pk]}, format="json")
+    assert response.status_code in (400, 403)
+    assert BulkChange.objects.count() == 1
