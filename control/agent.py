@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 
 from assets.models import Device, DeviceModel
-from telemetry.bridge import BrokerAddress, connect, make_client
+from telemetry.bridge import BrokerAddress, connect_with_backoff, make_client
 from telemetry.decoders import DecodeError, decode_status, device_identifier
 from telemetry.device_status import DeviceActivity
 from telemetry.parameter_maps import BUILT_IN_MAPS
@@ -73,15 +73,7 @@ class ConfigAgent:
         self._inbox.put((self._generation, message, datetime.now(timezone.utc)))
 
     def run(self, stop: threading.Event) -> None:
-        delay = 1.0
-        while not stop.is_set():
-            try:
-                connect(self.client, self.broker, self.protocol, persistent=True, receive_maximum=100)
-                break
-            except OSError as exc:
-                log.warning("broker %s not reachable (%s); trying again in %.0f s", self.broker, exc, delay)
-                stop.wait(delay)
-                delay = min(delay * 2, 30.0)
+        connect_with_backoff(self.client, self.broker, self.protocol, stop, receive_maximum=100)
         self.client.loop_start()
         try:
             while not stop.is_set():

@@ -91,6 +91,20 @@ def connect(client: mqtt.Client, broker: BrokerAddress, protocol: str, persisten
         client.connect(broker.host, broker.port, keepalive=30)
 
 
+def connect_with_backoff(client: mqtt.Client, broker: BrokerAddress, protocol: str, stop: threading.Event, receive_maximum: int) -> None:
+    """A persistent session's first connect, waiting for the broker at start-up too (paho's own reconnect only
+    covers a lost connection); gives up only when `stop` is set."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            connect(client, broker, protocol, persistent=True, receive_maximum=receive_maximum)
+            return
+        except OSError as exc:
+            log.warning("broker %s not reachable (%s); trying again in %.0f s", broker, exc, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 30.0)
+
+
 def message_record(message: mqtt.MQTTMessage, received_at: datetime, max_payload_bytes: int | None = None) -> dict:
     """The JSON-safe form of a message that travels to the worker.
 
@@ -250,19 +264,10 @@ class MqttBridge:
         return batch
 
     def _connect_with_backoff(self, stop: threading.Event) -> None:
-        """Wait for the broker at start-up too (paho's own reconnect only covers a lost connection)."""
-        delay = 1.0
-        while not stop.is_set():
-            try:
-                # Room for every batch in flight plus the one filling: with less, the broker holds
-                # messages back until a commit, and batches fill only by their wait time.
-                receive_maximum = self.batch_max_messages * (self.batches_in_flight + 1)
-                connect(self.client, self.broker, self.protocol, persistent=True, receive_maximum=receive_maximum)
-                return
-            except OSError as exc:
-                log.warning("broker %s:%s not reachable (%s); trying again in %.0f s", self.broker.host, self.broker.port, exc, delay)
-                stop.wait(delay)
-                delay = min(delay * 2, 30.0)
+        # Room for every batch in flight plus the one filling: with less, the broker holds
+        # messages back until a commit, and batches fill only by their wait time.
+        receive_maximum = self.batch_max_messages * (self.batches_in_flight + 1)
+        connect_with_backoff(self.client, self.broker, self.protocol, stop, receive_maximum)
 
     def _drained(self) -> bool:
         return self._unsubscribed.is_set() and self._inbox.empty() and time.monotonic() - self._last_arrival > RETIRE_IDLE_S
