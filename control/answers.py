@@ -136,7 +136,7 @@ class _Applier:
             self._event(ParameterEvent.Kind.LATE_ANSWER, key=key, change_set=change_set, new_value=value,
                         note=f"answer to the command of version {version}, superseded by a newer one: nothing changed")
             return "late_answer"
-        if change_set.state not in ANSWERABLE or key in _answered(change_set):
+        if change_set.state not in ANSWERABLE or key in answered_keys(change_set):
             return "repeated_answer"  # the answer to a command sent again
         if refusal is not None:
             self._results(change_set, [], {key: refusal})
@@ -265,7 +265,8 @@ def storable_value(value) -> bool:
     return isinstance(value, str) and len(value) <= MAX_STRING_LENGTH and "\x00" not in value
 
 
-def _answered(change_set: ChangeSet) -> set[str]:
+def answered_keys(change_set: ChangeSet) -> set[str]:
+    """The parameters of the change set the device has answered for, taken or refused."""
     return set(change_set.answer.get("applied", [])) | set(change_set.answer.get("rejected", {}))
 
 

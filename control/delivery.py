@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from notifications.models import AlertEvent, raise_alert
 
-from .answers import refuse_unsent
+from .answers import answered_keys, refuse_unsent
 from .definitions import Configuration, configuration_of
 from .models import BulkChange, ChangeSet, DeviceConfiguration, DeviceParameter, ParameterEvent
 from .protocols import change_set_messages
@@ -63,7 +63,7 @@ def deliver(change_set_id: int, delivery_round: int, attempt: int, publish=None)
             _time_out(change_set)
             return Step("timed_out")
         configuration = configuration_of(device.device_model.parameter_map) or Configuration("iotwatt")
-        answered = set(change_set.answer.get("applied", [])) | set(change_set.answer.get("rejected", {}))
+        answered = answered_keys(change_set)
         unanswered = {key: value for key, value in change_set.values.items() if key not in answered}
         undefined = {key: f"{key} is no longer a parameter of the device model {device.device_model}" for key in unanswered if key not in configuration.parameters}
         if undefined:
